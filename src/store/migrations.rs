@@ -1,0 +1,81 @@
+//! Ordered schema migrations, keyed by `PRAGMA user_version`. Each runs in
+//! one transaction together with the version bump, so a crash mid-migration
+//! leaves the previous version intact.
+
+use rusqlite::Connection;
+
+use crate::error::EngineResult;
+
+/// Migration N (1-based) brings the schema from version N-1 to N.
+const MIGRATIONS: &[&str] = &[
+    // 1: images and layers.
+    r#"
+    CREATE TABLE layers (
+        chain_id     TEXT PRIMARY KEY,
+        diff_id      TEXT NOT NULL,
+        parent       TEXT REFERENCES layers(chain_id),
+        size         INTEGER NOT NULL,      -- bytes of file content unpacked
+        blob_digest  TEXT NOT NULL,         -- the blob this layer was unpacked from
+        blob_size    INTEGER NOT NULL,
+        media_type   TEXT NOT NULL,
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE TABLE images (
+        id           TEXT PRIMARY KEY,      -- "sha256:" + sha256(config)
+        config       BLOB NOT NULL,         -- the raw config JSON
+        size         INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,      -- unix nanoseconds, when stored here
+        last_tag_at  INTEGER               -- unix nanoseconds of the last tag
+    );
+    CREATE TABLE image_layers (
+        image_id     TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position     INTEGER NOT NULL,
+        chain_id     TEXT NOT NULL REFERENCES layers(chain_id),
+        PRIMARY KEY (image_id, position)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    CREATE TABLE tags (
+        reference    TEXT PRIMARY KEY,      -- "docker.io/library/busybox:latest"
+        image_id     TEXT NOT NULL REFERENCES images(id),
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX tags_image ON tags(image_id);
+    CREATE TABLE repo_digests (
+        reference    TEXT PRIMARY KEY,      -- "docker.io/library/busybox@sha256:..."
+        image_id     TEXT NOT NULL REFERENCES images(id)
+    );
+    CREATE INDEX repo_digests_image ON repo_digests(image_id);
+    "#,
+];
+
+pub fn migrate(conn: &mut Connection) -> EngineResult<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub fn latest_version() -> usize {
+    MIGRATIONS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, latest_version());
+    }
+}
