@@ -27,7 +27,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound for any single docker CLI invocation, so a hung daemon fails
 /// the test instead of hanging the whole run.
-const CLI_TIMEOUT: Duration = Duration::from_secs(300);
+const CLI_TIMEOUT: Duration = Duration::from_secs(180);
 /// A closed port: outbound traffic that ignores NO_PROXY goes nowhere.
 const DEAD_PROXY: &str = "http://127.0.0.1:9";
 const NO_PROXY: &str = "127.0.0.0/8,localhost";
@@ -430,6 +430,12 @@ impl TestDaemon {
         run_timeout(self.docker_cmd(args), None, CLI_TIMEOUT)
     }
 
+    /// Like `docker`, but `None` (the CLI killed) when it runs longer than
+    /// `t`: for commands that may wait on a prompt instead of failing.
+    pub fn docker_timeout(&self, args: &[&str], t: Duration) -> Option<Output> {
+        try_run_timeout(self.docker_cmd(args), None, t)
+    }
+
     pub fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         run_timeout(self.docker_cmd(args), Some(input), CLI_TIMEOUT)
     }
@@ -630,8 +636,15 @@ pub fn wait_until(t: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Runs `cmd` with optional stdin, capturing output, killing it after `t`.
-pub fn run_timeout(mut cmd: Command, input: Option<&[u8]>, t: Duration) -> Output {
+/// Runs `cmd` with optional stdin, capturing output; panics after `t`.
+pub fn run_timeout(cmd: Command, input: Option<&[u8]>, t: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    try_run_timeout(cmd, input, t).unwrap_or_else(|| panic!("{desc} did not finish within {t:?}"))
+}
+
+/// Runs `cmd` with optional stdin, capturing output; kills it and returns
+/// `None` after `t`.
+pub fn try_run_timeout(mut cmd: Command, input: Option<&[u8]>, t: Duration) -> Option<Output> {
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -660,22 +673,19 @@ pub fn run_timeout(mut cmd: Command, input: Option<&[u8]>, t: Duration) -> Outpu
         let _ = err.read_to_end(&mut b);
         b
     });
-    let status = match wait_timeout(&mut child, t) {
-        Some(st) => st,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {t:?}");
-        }
+    let Some(status) = wait_timeout(&mut child, t) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
     };
     if let Some(w) = writer {
         let _ = w.join();
     }
-    Output {
+    Some(Output {
         status,
         stdout: out_t.join().unwrap(),
         stderr: err_t.join().unwrap(),
-    }
+    })
 }
 
 /// Non-empty trimmed lines.
@@ -758,6 +768,8 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_mtime(1_767_225_600);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, name, *data).unwrap();
     }

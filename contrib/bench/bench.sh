@@ -83,7 +83,7 @@ TMP="$(cd "$TMP" && pwd -P)"
 # A private CLI config: no credential helpers or contexts from the host's ~/.docker.
 export DOCKER_CONFIG="$TMP/cli"
 mkdir -p "$DOCKER_CONFIG"
-MY_PID="" DD_PID="" CTD_PID="" OWN_CTD_PID="" started_registry=0
+MY_PID="" DD_PID="" CTD_PID="" OWN_CTD_PID="" started_registry=0 made_run_docker=0
 REG_STATE="${MYDOCKER_REGISTRY_STATE:-/tmp/mydocker-test-registry}"
 
 # is_proc PID COMM: alive and still the program we started (pids get reused).
@@ -100,6 +100,15 @@ stop_proc() {
     sleep 0.2
 }
 
+# dockerd 20.10 always creates /run/docker/plugins (plugin discovery; not configurable).
+# Remove it again if it was not there before; rmdir only ever removes empty dirs.
+undo_run_docker() {
+    if [ "$made_run_docker" = 1 ]; then
+        rmdir /run/docker/plugins /run/docker 2>/dev/null || log "warning: could not remove /run/docker"
+        made_run_docker=0
+    fi
+}
+
 # Mount points at or under $TMP, deepest first (dockerd bind-mounts its data root).
 mounts_under_tmp() {
     findmnt -rn -o TARGET | awk -v t="$TMP" '$0 == t || index($0, t "/") == 1' | sort -r
@@ -113,6 +122,7 @@ cleanup() {
     # dockerd stops the containerd it supervises; make sure, since we only know its pid.
     stop_proc "$CTD_PID" containerd
     stop_proc "$OWN_CTD_PID" containerd
+    undo_run_docker
     for m in $(mounts_under_tmp); do umount "$m" 2>/dev/null || umount -l "$m" || true; done
     if [ -n "$(mounts_under_tmp)" ]; then
         # rm -rf through a live bind mount would delete the mount's source too.
@@ -124,8 +134,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'log interrupted; exit 130' INT
+trap 'log terminated; exit 143' TERM
 
 # Like contrib/test.sh: reuse a running registry, stop it afterwards only if we started it.
 if ! [ -f "$REG_STATE/pid" ] || ! kill -0 "$(cat "$REG_STATE/pid")" 2>/dev/null; then
@@ -134,7 +144,7 @@ fi
 REG="$("$REPO/contrib/registry/ensure.sh" | tail -n 1)"
 [[ "$REG" =~ ^127\.0\.0\.1:[0-9]+$ ]] || die "contrib/registry/ensure.sh gave no address (got '$REG')"
 REF="$REG/$IMAGE"
-log "registry $REG, image $REF, $RUNS runs per daemon, docker CLI $("$DOCKER" version -f '{{.Client.Version}}' 2>/dev/null || echo '?')"
+log "registry $REG, image $REF, $RUNS runs per daemon, $("$DOCKER" --version)"
 
 # --- helpers -------------------------------------------------------------------------------
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -232,6 +242,7 @@ bench_dockerd() {
     local d="$TMP/dockerd" sock data i t ctd_args=() before after
     mkdir -p "$d"
     sock="$d/docker.sock" data="$d/data"
+    [ -e /run/docker ] || made_run_docker=1
     before="$(host_snapshot)"
     # deprecated-key-path: dockerd 20.10 otherwise writes /etc/docker/key.json (no CLI flag).
     printf '{"deprecated-key-path": "%s"}\n' "$d/key.json" >"$d/daemon.json"
@@ -305,6 +316,7 @@ EOF
     DD_PID="" CTD_PID="" OWN_CTD_PID=""
     for i in $(mounts_under_tmp); do umount "$i" 2>/dev/null || umount -l "$i" || true; done
     CUR_LOG=""
+    undo_run_docker
     after="$(host_snapshot)"
     if [ "$before" != "$after" ]; then
         log "warning: dockerd changed host paths or links:"
@@ -313,6 +325,12 @@ EOF
 }
 
 # --- run ----------------------------------------------------------------------------------
+# Other work on the machine (a cargo build) skews the times: record the load to judge them.
+load1() { cut -d' ' -f1 /proc/loadavg; }
+LOAD_START="$(load1)" NCPU="$(nproc)"
+if awk -v l="$LOAD_START" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
+    log "warning: load average $LOAD_START on $NCPU CPUs: other work will skew the pull times"
+fi
 # One daemon at a time: on a small machine they would otherwise compete for CPU and disk.
 bench_mydocker
 HAVE_DD=0
@@ -358,4 +376,5 @@ else
     row "RSS after pulls (MB)" "$(mb "$MY_AFTER_KB")" n/a n/a "-" "-"
     row "peak RSS, VmHWM (MB)" "$(mb "$MY_HWM_KB")" n/a n/a "-" "-"
 fi
+echo "load average (1 min): $LOAD_START at start, $(load1) at end, on $NCPU CPUs"
 echo "(MB = 10^6 bytes; RSS from /proc/PID/status; ${RUNS} runs, ${WARMUP} warm-up; targets are informational)"

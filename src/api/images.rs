@@ -140,10 +140,11 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 /// `POST /images/create`: pull (`fromImage`) or import (`fromSrc`).
 pub async fn create(
     State(s): State<AppState>,
-    Query(q): Query<Q>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     request_body: Body,
 ) -> ApiResult<Response> {
+    let q: Q = pairs.iter().cloned().collect();
     let platform = params::string(&q, "platform");
     if !platform.is_empty() {
         check_platform(platform)?;
@@ -182,15 +183,14 @@ pub async fn create(
                 .with_default_tag(),
         )
     };
-    let changes: Vec<String> = q
-        .get("changes")
-        .map(|c| {
-            c.split('\n')
-                .filter(|l| !l.trim().is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    // The CLI sends one `changes` per --change; each may hold several lines.
+    let changes: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "changes")
+        .flat_map(|(_, c)| c.split('\n'))
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
     let parsed_changes = crate::image::archive::parse_changes(&changes)?;
     let message = params::string(&q, "message").to_string();
     let images = s.images.clone();

@@ -84,6 +84,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(images::delete),
         )
         .merge(unsupported::routes())
+        // dockerd answers a wrong method like an unknown path.
+        .method_not_allowed_fallback(page_not_found)
         .fallback(any(page_not_found))
         .with_state(state)
 }

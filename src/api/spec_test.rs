@@ -639,7 +639,6 @@ async fn refused_version_prefixes_are_400() {
 /// `page not found` handler (`MethodNotAllowedHandler = notFoundHandler`);
 /// axum answers 405 with an empty body.
 #[tokio::test]
-#[ignore = "router answers 405 with no body where dockerd answers 404 page not found"]
 async fn wrong_method_on_a_served_path_is_page_not_found() {
     let h = harness();
     let mut failures = vec![];

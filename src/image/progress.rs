@@ -92,11 +92,10 @@ impl Message {
 /// The text bar older clients print as is: `[=====>    ]  1.2MB/3.4MB`.
 fn bar_text(current: u64, total: u64) -> String {
     const WIDTH: u64 = 50;
-    let filled = if total == 0 {
-        0
-    } else {
-        (current.min(total) * WIDTH / total).min(WIDTH)
-    };
+    let filled = (current.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(0)
+        .min(WIDTH);
     let mut bar = "=".repeat(filled as usize);
     if filled < WIDTH {
         bar.push('>');

@@ -434,7 +434,7 @@ impl ImageService {
         let sized = client
             .pull_blob_stream(remote, l.digest.as_str())
             .await
-            .map_err(|e| map_error(e, &l.digest, &remote.repository().to_string()))?;
+            .map_err(|e| map_error(e, &l.digest, remote.repository()))?;
         let total = sized.content_length.unwrap_or(l.size);
         let mut stream = sized.stream;
         let work = self.layout.tmp_path("layer");
