@@ -21,9 +21,6 @@ pub enum EngineError {
     /// 501: a feature we do not serve.
     #[error("{0}")]
     NotImplemented(String),
-    /// 401/403 from a registry, passed on as dockerd does.
-    #[error("{0}")]
-    Unauthorized(String),
     /// 500: anything else.
     #[error("{0}")]
     Internal(String),

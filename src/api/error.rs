@@ -30,7 +30,6 @@ impl ApiError {
             EngineError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
             EngineError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            EngineError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

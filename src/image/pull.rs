@@ -199,7 +199,8 @@ impl ImageService {
         let client = self.registry.client(ep)?;
         let what = reference.familiar();
         let repo = reference.familiar_repository();
-        let err = |e| map_error(e, &what, &repo);
+        let anonymous = matches!(auth, RegistryAuth::Anonymous);
+        let err = |e| map_error(e, &what, &repo, anonymous);
         let mut remote = match (&reference.digest, &reference.tag) {
             (Some(d), _) => oci_client::Reference::with_digest(
                 ep.host.clone(),
@@ -434,7 +435,7 @@ impl ImageService {
         let sized = client
             .pull_blob_stream(remote, l.digest.as_str())
             .await
-            .map_err(|e| map_error(e, &l.digest, remote.repository()))?;
+            .map_err(|e| map_error(e, &l.digest, remote.repository(), false))?;
         let total = sized.content_length.unwrap_or(l.size);
         let mut stream = sized.stream;
         let work = self.layout.tmp_path("layer");

@@ -153,16 +153,21 @@ fn cidr_contains(net: &str, bits: &str, ip: IpAddr) -> bool {
 /// The JSON the docker CLI base64url-encodes into `X-Registry-Auth`.
 #[derive(Debug, Default, Deserialize)]
 struct AuthConfig {
-    #[serde(default)]
+    // Clients send unset fields as null (bollard) or leave them out (CLI).
+    #[serde(default, deserialize_with = "null_as_empty")]
     username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     password: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     auth: String,
-    #[serde(default, rename = "registrytoken")]
+    #[serde(default, rename = "registrytoken", deserialize_with = "null_as_empty")]
     registry_token: String,
-    #[serde(default, rename = "identitytoken")]
+    #[serde(default, rename = "identitytoken", deserialize_with = "null_as_empty")]
     identity_token: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Decodes `X-Registry-Auth`; an absent, empty or unreadable header means
@@ -210,8 +215,18 @@ pub fn parse_registry_auth(header: Option<&str>) -> RegistryAuth {
 }
 
 /// Turns an oci-client error into dockerd's kind and wording. `what` is the
-/// familiar reference being fetched.
-pub fn map_error(e: OciDistributionError, what: &str, repo: &str) -> EngineError {
+/// familiar reference being fetched; `anonymous` says whether the client
+/// sent no credentials. Authentication failures are not 401s: the docker
+/// CLI answers a 401 from the daemon with a login prompt, so dockerd (and
+/// we) report them as server errors.
+pub fn map_error(e: OciDistributionError, what: &str, repo: &str, anonymous: bool) -> EngineError {
+    let auth_failed = || {
+        EngineError::Internal(if anonymous {
+            format!("pulling {what}: no basic auth credentials")
+        } else {
+            format!("pulling {what}: unauthorized: authentication required")
+        })
+    };
     match e {
         OciDistributionError::RegistryError { envelope, .. } => {
             let first = envelope.errors.first();
@@ -228,24 +243,21 @@ pub fn map_error(e: OciDistributionError, what: &str, repo: &str) -> EngineError
                 Some(OciErrorCode::BlobUnknown) => {
                     EngineError::NotFound(format!("blob unknown to registry: {msg}"))
                 }
-                Some(OciErrorCode::Unauthorized) | Some(OciErrorCode::Denied) => {
-                    EngineError::Unauthorized(format!(
-                        "pull access denied for {repo}, repository does not exist or may require 'docker login': denied: {msg}"
-                    ))
-                }
+                Some(OciErrorCode::Denied) => EngineError::NotFound(format!(
+                    "pull access denied for {repo}, repository does not exist or may require 'docker login': denied: {msg}"
+                )),
+                Some(OciErrorCode::Unauthorized) => auth_failed(),
                 _ => EngineError::Internal(format!("error from registry: {msg}")),
             }
         }
         OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => EngineError::Unauthorized(format!(
-            "pull access denied for {repo}, repository does not exist or may require 'docker login': unauthorized"
-        )),
+        | OciDistributionError::AuthenticationFailure(_) => auth_failed(),
         OciDistributionError::ImageManifestNotFoundError(m) => {
             EngineError::NotFound(format!("manifest for {what} not found: {m}"))
         }
-        OciDistributionError::ServerError { code: 404, .. } => EngineError::NotFound(format!(
-            "manifest for {what} not found: manifest unknown"
-        )),
+        OciDistributionError::ServerError { code: 404, .. } => {
+            EngineError::NotFound(format!("manifest for {what} not found: manifest unknown"))
+        }
         OciDistributionError::DigestError(d) => {
             EngineError::InvalidParameter(format!("digest verification failed: {d}"))
         }
