@@ -46,25 +46,34 @@ pub fn layer_exists(conn: &Connection, chain_id: &str) -> EngineResult<bool> {
         .is_some())
 }
 
+const LAYER_COLUMNS: &str =
+    "chain_id, diff_id, parent, size, blob_digest, blob_size, media_type, created_at";
+
+fn layer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerRow> {
+    Ok(LayerRow {
+        chain_id: r.get(0)?,
+        diff_id: r.get(1)?,
+        parent: r.get(2)?,
+        size: r.get(3)?,
+        blob_digest: r.get(4)?,
+        blob_size: r.get(5)?,
+        media_type: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+/// Layer rows selected by a `WHERE` clause over the `layers` table `l`.
+fn layers_where(conn: &Connection, condition: &str) -> EngineResult<Vec<LayerRow>> {
+    let sql = format!("SELECT {LAYER_COLUMNS} FROM layers l WHERE {condition}");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], layer_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 pub fn get_layer(conn: &Connection, chain_id: &str) -> EngineResult<Option<LayerRow>> {
+    let sql = format!("SELECT {LAYER_COLUMNS} FROM layers WHERE chain_id = ?1");
     Ok(conn
-        .query_row(
-            "SELECT chain_id, diff_id, parent, size, blob_digest, blob_size, media_type, created_at
-             FROM layers WHERE chain_id = ?1",
-            [chain_id],
-            |r| {
-                Ok(LayerRow {
-                    chain_id: r.get(0)?,
-                    diff_id: r.get(1)?,
-                    parent: r.get(2)?,
-                    size: r.get(3)?,
-                    blob_digest: r.get(4)?,
-                    blob_size: r.get(5)?,
-                    media_type: r.get(6)?,
-                    created_at: r.get(7)?,
-                })
-            },
-        )
+        .query_row(&sql, [chain_id], layer_from_row)
         .optional()?)
 }
 
@@ -247,22 +256,11 @@ pub fn count_images(conn: &Connection) -> EngineResult<i64> {
 /// Layers that no image uses and that are no other layer's parent, so that
 /// they can be removed top-down.
 pub fn unreferenced_layers(conn: &Connection) -> EngineResult<Vec<LayerRow>> {
-    let chains = {
-        let mut stmt = conn.prepare(
-            "SELECT chain_id FROM layers l
-             WHERE NOT EXISTS (SELECT 1 FROM image_layers il WHERE il.chain_id = l.chain_id)
-               AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    let mut out = vec![];
-    for c in chains {
-        if let Some(l) = get_layer(conn, &c)? {
-            out.push(l);
-        }
-    }
-    Ok(out)
+    layers_where(
+        conn,
+        "NOT EXISTS (SELECT 1 FROM image_layers il WHERE il.chain_id = l.chain_id)
+         AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)",
+    )
 }
 
 pub fn delete_layer(conn: &Connection, chain_id: &str) -> EngineResult<()> {
@@ -283,18 +281,7 @@ pub fn blob_in_use(conn: &Connection, digest: &str) -> EngineResult<bool> {
 }
 
 pub fn all_layers(conn: &Connection) -> EngineResult<Vec<LayerRow>> {
-    let chains = {
-        let mut stmt = conn.prepare("SELECT chain_id FROM layers")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    let mut out = vec![];
-    for c in chains {
-        if let Some(l) = get_layer(conn, &c)? {
-            out.push(l);
-        }
-    }
-    Ok(out)
+    layers_where(conn, "1")
 }
 
 fn strings(conn: &Connection, sql: &str, arg: &str) -> EngineResult<Vec<String>> {
