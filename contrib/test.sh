@@ -45,4 +45,11 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --all-targets
-cargo test --no-fail-fast -- --test-threads="${MYDOCKER_TEST_THREADS:-4}"
+log=$(mktemp /tmp/mydocker-test-log.XXXXXX)
+status=0
+cargo test --no-fail-fast -- --test-threads="${MYDOCKER_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: every suite's counts added up.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

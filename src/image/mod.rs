@@ -4,7 +4,7 @@
 //! - `registry.rs` + `pull.rs`: fetching from v2/OCI registries;
 //! - `unpack.rs`: hostile-input-safe layer unpacking to overlay2 format;
 //! - `layout.rs`: where blobs and layers live on disk;
-//! - `archive.rs`: `docker save` / `docker load` / `docker import`;
+//! - `archive/`: `docker save` / `docker load` / `docker import` and import `changes`;
 //! - `remove.rs`: untag/delete/prune with dockerd's rules;
 //! - `gc.rs`: start-up reconciliation of disk and database.
 //!
