@@ -204,7 +204,7 @@ pub async fn create(
 }
 
 fn check_platform(p: &str) -> ApiResult<()> {
-    let (arch, _) = crate::image::pull::host_platform();
+    let (arch, _) = crate::image::manifest::host_platform();
     let mut parts = p.split('/');
     let os = parts.next().unwrap_or("");
     let a = parts.next().unwrap_or(arch);

@@ -16,7 +16,7 @@ pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Go's GOARCH names, which clients print and compare.
 pub fn go_arch() -> &'static str {
-    crate::image::pull::host_platform().0
+    crate::image::manifest::host_platform().0
 }
 
 pub async fn ping(method: Method) -> Response {

@@ -3,6 +3,7 @@
 //! - `reference.rs`: Docker reference grammar and normalisation;
 //! - `registry.rs` + `pull.rs`: fetching from v2/OCI registries;
 //! - `unpack.rs`: hostile-input-safe layer unpacking to overlay2 format;
+//! - `manifest.rs`: manifests, indexes and the host platform's choice;
 //! - `layout.rs`: where blobs and layers live on disk;
 //! - `archive/`: `docker save` / `docker load` / `docker import` and import `changes`;
 //! - `remove.rs`: untag/delete/prune with dockerd's rules;
@@ -14,6 +15,7 @@ pub mod archive;
 pub mod config;
 pub mod gc;
 pub mod layout;
+pub mod manifest;
 pub mod progress;
 pub mod pull;
 pub mod reference;

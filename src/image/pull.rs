@@ -15,11 +15,14 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::config::{chain_ids, digest_hex, is_sha256_digest, sha256_digest, ImageConfig};
+use super::manifest::{
+    host_platform, pick_platform, Document, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
+    OCI_MANIFEST,
+};
 use super::progress::{Message, Progress};
 use super::reference::Reference;
 use super::registry::{map_error, Endpoint};
@@ -27,14 +30,12 @@ use super::unpack::{decompressed, unpack_layer};
 use super::{ImageService, NewLayer};
 use crate::error::{EngineError, EngineResult};
 
-const MANIFEST_LIST_V2: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-const MANIFEST_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-const ACCEPTED: &[&str] = &[MANIFEST_V2, MANIFEST_LIST_V2, OCI_MANIFEST, OCI_INDEX];
+const ACCEPTED: &[&str] = &[
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    OCI_INDEX,
+];
 
 /// Layer media types we can unpack (compression is sniffed from the bytes).
 const LAYER_TYPES: &[&str] = &[
@@ -48,95 +49,16 @@ const LAYER_TYPES: &[&str] = &[
 /// dockerd downloads this many layers at once by default.
 const PARALLEL_DOWNLOADS: usize = 3;
 
-#[derive(Debug, Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    size: i64,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Platform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ManifestDoc {
-    #[serde(rename = "schemaVersion", default)]
-    schema_version: i64,
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-}
-
-impl ManifestDoc {
-    fn parse(raw: &[u8]) -> EngineResult<ManifestDoc> {
-        let doc: ManifestDoc = serde_json::from_slice(raw)
-            .map_err(|e| EngineError::Internal(format!("invalid manifest from registry: {e}")))?;
-        let mt = doc.media_type.as_deref().unwrap_or("");
-        if doc.schema_version == 1 || mt == MANIFEST_V1 || mt == MANIFEST_V1_SIGNED {
-            return Err(EngineError::InvalidParameter(
-                "Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed".into(),
-            ));
-        }
-        Ok(doc)
+/// Parses a manifest from a registry, refusing schema 1 as dockerd does.
+fn parse_manifest(raw: &[u8]) -> EngineResult<Document> {
+    let doc: Document = serde_json::from_slice(raw)
+        .map_err(|e| EngineError::Internal(format!("invalid manifest from registry: {e}")))?;
+    if doc.is_schema1() {
+        return Err(EngineError::InvalidParameter(
+            "Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed".into(),
+        ));
     }
-
-    fn is_index(&self) -> bool {
-        matches!(
-            self.media_type.as_deref(),
-            Some(MANIFEST_LIST_V2) | Some(OCI_INDEX)
-        ) || (self.media_type.is_none() && self.manifests.is_some())
-    }
-}
-
-/// The host platform in Go's names, as registries use them.
-pub fn host_platform() -> (&'static str, Option<&'static str>) {
-    match std::env::consts::ARCH {
-        "x86_64" => ("amd64", None),
-        "aarch64" => ("arm64", Some("v8")),
-        "x86" => ("386", None),
-        "arm" => ("arm", Some("v7")),
-        "powerpc64" => ("ppc64le", None),
-        "s390x" => ("s390x", None),
-        "riscv64" => ("riscv64", None),
-        other => (other, None),
-    }
-}
-
-fn pick_platform(manifests: &[Descriptor]) -> Option<&Descriptor> {
-    let (arch, variant) = host_platform();
-    let matching = manifests.iter().filter(|m| {
-        m.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "linux" && p.architecture == arch)
-    });
-    // Prefer the exact variant, then one without a variant, then any.
-    let candidates: Vec<&Descriptor> = matching.collect();
-    candidates
-        .iter()
-        .find(|m| m.platform.as_ref().and_then(|p| p.variant.as_deref()) == variant)
-        .or_else(|| {
-            candidates
-                .iter()
-                .find(|m| m.platform.as_ref().is_some_and(|p| p.variant.is_none()))
-        })
-        .or(candidates.first())
-        .copied()
+    Ok(doc)
 }
 
 #[derive(Debug, Clone)]
@@ -225,7 +147,7 @@ impl ImageService {
                 )));
             }
         }
-        let mut doc = ManifestDoc::parse(&raw)?;
+        let mut doc = parse_manifest(&raw)?;
         if doc.is_index() {
             let entries = doc.manifests.as_deref().unwrap_or_default();
             let chosen = pick_platform(entries).ok_or_else(|| {
@@ -250,7 +172,7 @@ impl ImageService {
                     chosen.digest
                 )));
             }
-            doc = ManifestDoc::parse(&child_raw)?;
+            doc = parse_manifest(&child_raw)?;
             if doc.is_index() {
                 return Err(EngineError::InvalidParameter(
                     "nested manifest lists are not supported".into(),
@@ -660,32 +582,10 @@ fn unpack_streaming(
 mod tests {
     use super::*;
 
-    fn desc(arch: &str, variant: Option<&str>, d: &str) -> Descriptor {
-        Descriptor {
-            media_type: OCI_MANIFEST.into(),
-            digest: d.into(),
-            size: 1,
-            platform: Some(Platform {
-                architecture: arch.into(),
-                os: "linux".into(),
-                variant: variant.map(String::from),
-            }),
-        }
-    }
-
     #[test]
-    fn picks_the_host_platform() {
-        let (arch, _) = host_platform();
-        let list = vec![desc("s390x", None, "a"), desc(arch, None, "b")];
-        assert_eq!(pick_platform(&list).unwrap().digest, "b");
-        assert!(pick_platform(&[desc("s390x", None, "a")]).is_none());
-    }
-
-    #[test]
-    fn schema1_is_refused_and_index_detected() {
-        assert!(ManifestDoc::parse(br#"{"schemaVersion":1}"#).is_err());
-        let idx = ManifestDoc::parse(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
-        assert!(idx.is_index());
+    fn schema1_is_refused() {
+        assert!(parse_manifest(br#"{"schemaVersion":1}"#).is_err());
+        assert!(parse_manifest(b"{").is_err());
         assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
     }
 }

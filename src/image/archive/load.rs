@@ -16,16 +16,16 @@ use super::{
 use crate::error::{EngineError, EngineResult};
 use crate::image::config::{chain_ids, digest_hex, is_sha256_digest, sha256_digest, ImageConfig};
 use crate::image::layout::Layout;
-use crate::image::pull::{host_platform, TmpGuard};
+use crate::image::manifest::{
+    host_platform, pick_platform, Descriptor, Document, DOCKER_CONFIG, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+};
+use crate::image::pull::TmpGuard;
 use crate::image::reference::Reference;
 use crate::image::unpack::{decompressed, unpack_layer};
 use crate::image::{ImageService, NewLayer};
 use crate::store::images as rows;
 use crate::store::Store;
-
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// Layer media types a loaded OCI manifest may use (compression is sniffed).
 const LOADABLE_LAYER_TYPES: &[&str] = &[
@@ -52,41 +52,6 @@ struct InManifestItem {
     repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers", default)]
     layers: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct InDescriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    #[serde(default)]
-    digest: String,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    platform: Option<InPlatform>,
-}
-
-#[derive(Deserialize)]
-struct InPlatform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-/// An OCI index or manifest (or their Docker equivalents).
-#[derive(Deserialize)]
-struct InDocument {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<InDescriptor>,
-    #[serde(default)]
-    layers: Option<Vec<InDescriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<InDescriptor>>,
 }
 
 /// An image found in an archive, fully validated except for its layers.
@@ -566,7 +531,7 @@ fn oci_entry_name(annotations: Option<&BTreeMap<String, String>>) -> Option<Refe
 /// Images of an OCI layout (`index.json`, no `manifest.json`).
 fn oci_layout_images(files: &ArchiveFiles) -> EngineResult<Vec<LoadImage>> {
     let raw = files.read("index.json", MAX_JSON)?;
-    let index: InDocument = serde_json::from_slice(&raw)
+    let index: Document = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("invalid archive: index.json: {e}")))?;
     let mut images = vec![];
     for desc in index.manifests.unwrap_or_default() {
@@ -585,37 +550,14 @@ fn oci_layout_images(files: &ArchiveFiles) -> EngineResult<Vec<LoadImage>> {
     Ok(images)
 }
 
-/// The host platform's entry of an index, preferring the exact variant.
-fn pick_platform(manifests: &[InDescriptor]) -> Option<&InDescriptor> {
-    let (arch, variant) = host_platform();
-    let candidates: Vec<&InDescriptor> = manifests
-        .iter()
-        .filter(|m| {
-            m.platform
-                .as_ref()
-                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
-        })
-        .collect();
-    candidates
-        .iter()
-        .find(|m| m.platform.as_ref().and_then(|p| p.variant.as_deref()) == variant)
-        .or_else(|| {
-            candidates
-                .iter()
-                .find(|m| m.platform.as_ref().is_some_and(|p| p.variant.is_none()))
-        })
-        .or(candidates.first())
-        .copied()
-}
-
 /// Follows an OCI descriptor to an image; None for things that are not
 /// images (attestations, artifacts).
 fn oci_image(
     files: &ArchiveFiles,
-    desc: &InDescriptor,
+    desc: &Descriptor,
     depth: u32,
 ) -> EngineResult<Option<LoadImage>> {
-    let is_index = matches!(desc.media_type.as_str(), OCI_INDEX | DOCKER_LIST);
+    let is_index = matches!(desc.media_type.as_str(), OCI_INDEX | DOCKER_MANIFEST_LIST);
     let is_manifest = matches!(
         desc.media_type.as_str(),
         OCI_MANIFEST | DOCKER_MANIFEST | ""
@@ -624,12 +566,12 @@ fn oci_image(
         return Ok(None);
     }
     let raw = files.read_blob(&desc.digest)?;
-    let doc: InDocument = serde_json::from_slice(&raw)
+    let doc: Document = serde_json::from_slice(&raw)
         .map_err(|e| invalid(format!("invalid archive: {}: {e}", desc.digest)))?;
     let doc_is_index = is_index
         || matches!(
             doc.media_type.as_deref(),
-            Some(OCI_INDEX) | Some(DOCKER_LIST)
+            Some(OCI_INDEX) | Some(DOCKER_MANIFEST_LIST)
         )
         || (doc.config.is_none() && doc.manifests.is_some());
     if doc_is_index {
@@ -802,7 +744,7 @@ mod tests {
     };
     use crate::error::EngineError;
     use crate::image::config::{chain_ids, digest_hex, sha256_digest};
-    use crate::image::pull::host_platform;
+    use crate::image::manifest::host_platform;
 
     /// An outer archive from (path, data) pairs, paths written raw.
     fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {

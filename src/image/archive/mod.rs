@@ -42,9 +42,7 @@ pub use save::SavePlan;
 const OCI_LAYOUT: &str = "oci-layout";
 /// Byte for byte what dockerd writes.
 const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion": "1.0.0"}"#;
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+use crate::image::manifest::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -194,7 +192,7 @@ mod tests {
     use super::*;
     use crate::error::EngineError;
     use crate::image::config::{digest_hex, is_sha256_digest, sha256_digest};
-    use crate::image::pull::host_platform;
+    use crate::image::manifest::host_platform;
     use crate::image::reference::Reference;
 
     fn entries_of(tar_bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
