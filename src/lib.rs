@@ -21,5 +21,7 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod image;
+pub mod logs;
+pub mod runtime;
 pub mod store;
 pub mod system;

@@ -4,6 +4,8 @@ use clap::Parser;
 use mydocker::config::{DaemonConfig, Flags};
 
 fn main() -> std::process::ExitCode {
+    // `mydockerd __monitor <bundle>` runs a container's monitor, not the daemon.
+    mydocker::runtime::maybe_run_monitor_from_args();
     let flags = Flags::parse();
     let config = match DaemonConfig::load(&flags) {
         Ok(c) => c,
