@@ -10,7 +10,7 @@
 //!   mounts and `pivot_root`, user and capabilities, entrypoint look-up.
 //! - [`sys`]: the raw system calls behind a trait, with a recording fake.
 //! - [`state`], [`protocol`]: the files and messages the daemon reads.
-//! - [`cgroups`]: cgroup resources (written elsewhere).
+//! - [`cgroups`]: cgroup v1/v2 resources, validation, stats, freezer.
 //!
 //! The daemon side is this file: [`spawn_monitor`] starts a monitor and
 //! waits until the entrypoint was exec'd (or failed, with dockerd's
