@@ -167,16 +167,20 @@ fn unknown_route_is_404_json() {
 #[test]
 fn unserved_endpoint_is_501_naming_it() {
     let d = TestDaemon::start();
-    let r = d.raw("GET", "/containers/json", b"");
+    let r = d.raw("GET", "/volumes", b"");
     assert_eq!(r.status, 501, "{}", r.text());
     let msg = r.message();
     assert!(
-        msg.contains("/containers/json"),
+        msg.contains("/volumes"),
         "message should name the endpoint: {msg}"
     );
+    // Container actions not served yet answer the same way.
+    let r = d.raw("GET", "/v1.47/containers/abc/top", b"");
+    assert_eq!(r.status, 501, "{}", r.text());
+    assert!(r.message().contains("/containers/abc/top"), "{}", r.text());
     // And the CLI surfaces it instead of showing an empty list.
-    let err = d.docker_fails(&["ps"]);
-    assert!(err.contains("containers/json"), "docker ps stderr: {err}");
+    let err = d.docker_fails(&["volume", "ls"]);
+    assert!(err.contains("volumes"), "docker volume ls stderr: {err}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::DaemonConfig;
+use crate::container::ContainerService;
 use crate::events::EventBus;
 use crate::image::layout::Layout;
 use crate::image::registry::RegistrySettings;
@@ -48,10 +49,45 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         insecure: config.insecure_registries.clone(),
         proxy: crate::config::proxy_env(),
     };
-    let images = Arc::new(ImageService::new(store, layout, events.clone(), registry));
+    let images = Arc::new(ImageService::new(
+        store.clone(),
+        layout,
+        events.clone(),
+        registry,
+    ));
+    let exe = std::env::current_exe().context("finding the mydockerd binary")?;
+    let containers = ContainerService::new(
+        store,
+        images.clone(),
+        events.clone(),
+        &config.data_root,
+        &config.exec_root,
+        exe,
+    );
+    {
+        // rmi and image prune ask the container engine who uses an image.
+        let c = Arc::downgrade(&containers);
+        images.set_users_hook(Arc::new(move |image_id: String| {
+            let c = c.clone();
+            Box::pin(async move {
+                let Some(c) = c.upgrade() else {
+                    return Ok(None);
+                };
+                Ok(c.image_user(&image_id)
+                    .await?
+                    .map(|(container_id, running)| crate::image::remove::ImageUser {
+                        container_id,
+                        running,
+                    }))
+            })
+        }));
+    }
+    containers.reconcile_dirs().await?;
+    containers.reattach().await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         images,
+        containers,
         events,
         config: Arc::new(config.clone()),
         host: Arc::new(HostInfo::probe()),

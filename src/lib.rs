@@ -5,6 +5,8 @@
 //!   engine function and shapes dockerd's JSON. Nothing below it knows HTTP.
 //! - [`image`] is the image engine: references, registry pulls, the
 //!   content-addressed blob and layer store, import/save/load.
+//! - [`container`] is the container engine: create, start, stop, wait,
+//!   logs, remove, on top of [`runtime`]'s per-container monitors.
 //! - [`store`] owns the SQLite database: schema, migrations, and one file per
 //!   kind of row. Every call runs off the async threads.
 //! - [`events`] is the single broadcaster behind `GET /events`.
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod error;
 pub mod events;

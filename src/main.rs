@@ -38,7 +38,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mydocker::daemon::run(config)) {
+    let result = runtime.block_on(mydocker::daemon::run(config));
+    // Blocking work still running (a follower of a container's log) would
+    // hold the exit; the containers outlive the daemon anyway.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

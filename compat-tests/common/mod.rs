@@ -587,6 +587,7 @@ impl Drop for TestDaemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.kill_containers();
         if std::thread::panicking() {
             eprintln!(
                 "===== mydockerd log tail ({}) =====\n{}\n=====",
@@ -599,6 +600,94 @@ impl Drop for TestDaemon {
             eprintln!("warning: cannot remove {}: {e}", self.root.display());
         }
     }
+}
+
+// ---------------------------------------------------------- containers
+
+impl TestDaemon {
+    /// IDs of the containers with a bundle under this daemon's exec root.
+    pub fn bundle_ids(&self) -> Vec<String> {
+        match fs::read_dir(self.exec_root().join("containers")) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// The monitor and container init pids a bundle's state names.
+    fn bundle_pids(&self, id: &str) -> (i32, i32) {
+        let path = self
+            .exec_root()
+            .join("containers")
+            .join(id)
+            .join("state.json");
+        let st: serde_json::Value = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let pid = |k: &str| st[k].as_i64().unwrap_or(0) as i32;
+        (pid("monitor_pid"), pid("pid"))
+    }
+
+    /// Monitors of this daemon's containers that are still alive.
+    pub fn live_monitors(&self) -> Vec<i32> {
+        self.bundle_ids()
+            .iter()
+            .map(|id| self.bundle_pids(id).0)
+            .filter(|&p| p > 0 && process_alive(p))
+            .collect()
+    }
+
+    /// Cgroup dirs (any hierarchy) of `id` that exist.
+    pub fn container_cgroups(id: &str) -> Vec<PathBuf> {
+        let root = Path::new("/sys/fs/cgroup");
+        let mut dirs = vec![root.join("mydocker").join(id)];
+        if let Ok(rd) = fs::read_dir(root) {
+            for e in rd.flatten() {
+                dirs.push(e.path().join("mydocker").join(id));
+            }
+        }
+        dirs.into_iter().filter(|d| d.is_dir()).collect()
+    }
+
+    /// Kills every container this daemon started (by the pids in their
+    /// bundles: the init, whose death ends its pid namespace, then the
+    /// monitor) and removes their cgroups.
+    pub fn kill_containers(&self) {
+        for id in self.bundle_ids() {
+            let (monitor, init) = self.bundle_pids(&id);
+            for p in [init, monitor] {
+                if p > 0 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if monitor > 0 {
+                wait_until(Duration::from_secs(5), || !process_alive(monitor));
+            }
+            for d in Self::container_cgroups(&id) {
+                wait_until(Duration::from_secs(5), || {
+                    fs::remove_dir(&d).is_ok() || !d.exists()
+                });
+            }
+        }
+    }
+}
+
+/// Alive and not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| !r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 // ------------------------------------------------------------------ helpers

@@ -6,6 +6,7 @@
 //! strips the prefix before routing and records the version.
 
 mod body;
+mod containers;
 pub mod error;
 mod images;
 pub mod params;
@@ -25,6 +26,7 @@ use axum::Router;
 use tokio::sync::watch;
 
 use crate::config::DaemonConfig;
+use crate::container::ContainerService;
 use crate::events::EventBus;
 use crate::image::ImageService;
 use crate::system::HostInfo;
@@ -57,6 +59,7 @@ impl ApiVersion {
 #[derive(Clone)]
 pub struct AppState {
     pub images: Arc<ImageService>,
+    pub containers: Arc<ContainerService>,
     pub events: EventBus,
     pub config: Arc<DaemonConfig>,
     pub host: Arc<HostInfo>,
@@ -83,6 +86,10 @@ pub fn router(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/prune", post(containers::prune))
+        .route("/containers/{*rest}", any(containers::dispatch))
         .merge(unsupported::routes())
         // dockerd answers a wrong method like an unknown path.
         .method_not_allowed_fallback(page_not_found)

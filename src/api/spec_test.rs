@@ -275,14 +275,23 @@ fn harness() -> Harness {
     let store = Store::open_in_memory().expect("in-memory store");
     let events = EventBus::new();
     let images = Arc::new(ImageService::new(
-        store,
+        store.clone(),
         layout,
         events.clone(),
         RegistrySettings::default(),
     ));
+    let containers = crate::container::ContainerService::new(
+        store,
+        images.clone(),
+        events.clone(),
+        &config.data_root,
+        &config.exec_root,
+        "/nonexistent/mydockerd".into(),
+    );
     let (tx, rx) = watch::channel(false);
     let state = AppState {
         images,
+        containers,
         events,
         config: Arc::new(config),
         host: Arc::new(HostInfo::probe()),

@@ -74,6 +74,7 @@ pub async fn version(State(s): State<AppState>) -> Json<serde_json::Value> {
 
 pub async fn info(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let images = s.images.count().await?;
+    let (containers, running, stopped) = s.containers.counts().await?;
     let c = &s.config;
     let cgroup_v2 = s.host.cgroup_version == crate::system::CgroupVersion::V2;
     let mirrors: Vec<String> = c
@@ -100,10 +101,10 @@ pub async fn info(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value
     let proxy = crate::config::proxy_env().masked();
     Ok(Json(json!({
         "ID": s.host.hostname.clone() + "-mydocker",
-        "Containers": 0,
-        "ContainersRunning": 0,
+        "Containers": containers,
+        "ContainersRunning": running,
         "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "ContainersStopped": stopped,
         "Images": images,
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],

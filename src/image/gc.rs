@@ -35,7 +35,7 @@ pub fn reconcile(store: &Store, layout: &Layout) -> EngineResult<GcReport> {
     }
     store.call_blocking(|conn| {
         // Rows whose files are gone take their images with them.
-        let tx = conn.transaction()?;
+        let mut tx = conn.transaction()?;
         let layers = rows::all_layers(&tx)?;
         let broken: Vec<String> = layers
             .iter()
@@ -49,8 +49,19 @@ pub fn reconcile(store: &Store, layout: &Layout) -> EngineResult<GcReport> {
             for img in rows::list_images(&tx)? {
                 if img.layers.iter().any(|c| broken.contains(c)) {
                     tracing::warn!(image = %img.id, "image lost layer files; removing it");
-                    rows::delete_image(&tx, &img.id)?;
-                    report.broken_images_removed += 1;
+                    // A container's row may still refer to it (foreign
+                    // key): then it stays, and that container's start fails
+                    // on the missing files instead of the daemon's start-up.
+                    let sp = tx.savepoint()?;
+                    match rows::delete_image(&sp, &img.id) {
+                        Ok(()) => {
+                            sp.commit()?;
+                            report.broken_images_removed += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(image = %img.id, error = %e, "broken image kept")
+                        }
+                    }
                 }
             }
         }

@@ -49,6 +49,8 @@ pub struct ImageService {
     /// Layers an unfinished pull/load/import will reference: committed
     /// before their image row, they must not be freed as unused meanwhile.
     pins: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Who uses an image (containers); see [`remove::UsersHook`].
+    users_hook: std::sync::RwLock<Option<remove::UsersHook>>,
 }
 
 /// Keeps layers pinned until dropped (see [`ImageService::pin_layers`]).
@@ -122,6 +124,7 @@ impl ImageService {
             registry,
             commit_lock: Mutex::new(()),
             pins: Default::default(),
+            users_hook: Default::default(),
         }
     }
 

@@ -27,6 +27,36 @@ impl DeleteItem {
     }
 }
 
+/// A container that uses an image, as the container engine reports it
+/// through the hook the daemon installs ([`ImageService::set_users_hook`]);
+/// the image engine itself knows nothing of containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    pub container_id: String,
+    pub running: bool,
+}
+
+/// Answers "which container (a running one first) uses this image ID?".
+pub type UsersHook = std::sync::Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, EngineResult<Option<ImageUser>>>
+        + Send
+        + Sync,
+>;
+
+/// dockerd's imageDeleteConflict message.
+fn use_conflict(image_id: &str, user: &ImageUser) -> EngineError {
+    let (forced, state) = if user.running {
+        ("cannot be forced", "running")
+    } else {
+        ("must be forced", "stopped")
+    };
+    EngineError::Conflict(format!(
+        "conflict: unable to delete {} ({forced}) - image is being used by {state} container {}",
+        short_id(image_id),
+        &user.container_id[..user.container_id.len().min(12)]
+    ))
+}
+
 pub struct PruneReport {
     pub deleted: Vec<DeleteItem>,
     pub space_reclaimed: u64,
@@ -66,7 +96,19 @@ impl ImageService {
             .cloned()
             .collect();
         let by_id = is_id_like(name, &id);
+        let user = self.image_user(&id).await?;
         if !by_id {
+            // dockerd refuses to leave a used image dangling unless forced.
+            if let Some(u) = user
+                .as_ref()
+                .filter(|_| !force && is_single_reference(&refs))
+            {
+                return Err(EngineError::Conflict(format!(
+                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                    &u.container_id[..u.container_id.len().min(12)],
+                    short_id(&id)
+                )));
+            }
             // A reference was named: it goes first.
             let parsed = Reference::parse_normalized(name)
                 .map_err(|e| EngineError::InvalidParameter(e.to_string()))?;
@@ -98,7 +140,14 @@ impl ImageService {
             if !refs.is_empty() {
                 return Ok(records);
             }
+            // The reference is gone; a conflict now only keeps the image.
+            if user.is_some() {
+                return Ok(records);
+            }
         } else if is_single_reference(&refs) {
+            if let Some(u) = user.as_ref().filter(|u| u.running || !force) {
+                return Err(use_conflict(&id, u));
+            }
             for r in &refs {
                 self.drop_reference(r).await?;
                 records.push(DeleteItem::Untagged(familiar(r)));
@@ -112,6 +161,9 @@ impl ImageService {
                 short_id(&id)
             )));
         }
+        if let Some(u) = user.as_ref().filter(|u| u.running || !force) {
+            return Err(use_conflict(&id, u));
+        }
         if force {
             for r in &refs {
                 self.drop_reference(r).await?;
@@ -119,8 +171,32 @@ impl ImageService {
                 self.emit("untag", &id, &id, &id).await;
             }
         }
+        if user.is_some() {
+            // Forced with a stopped container using it: dockerd would delete
+            // the image anyway; we keep it (untagged) while the container
+            // exists, as the container's row refers to it.
+            return Ok(records);
+        }
         records.extend(self.delete_image(&info).await?);
         Ok(records)
+    }
+
+    /// A container using `image_id`, through the daemon's hook.
+    async fn image_user(&self, image_id: &str) -> EngineResult<Option<ImageUser>> {
+        let hook = self
+            .users_hook
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match hook {
+            Some(h) => h(image_id.to_string()).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Installs the hook that tells rmi and prune about containers.
+    pub fn set_users_hook(&self, hook: UsersHook) {
+        *self.users_hook.write().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     async fn drop_reference(&self, full: &str) -> EngineResult<()> {
@@ -252,6 +328,9 @@ impl ImageService {
                 if info.config.created_unix() >= u {
                     continue;
                 }
+            }
+            if self.image_user(&info.row.id).await?.is_some() {
+                continue;
             }
             let before = self.layer_bytes_in_use().await?;
             let mut refs: Vec<String> = info.row.tags.clone();

@@ -46,6 +46,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_digests_image ON repo_digests(image_id);
     "#,
+    // 2: containers. `config`, `host_config` and `state` are JSON documents
+    // (the engine's own types); the columns queried on are kept apart.
+    r#"
+    CREATE TABLE containers (
+        id           TEXT PRIMARY KEY,      -- 64 hex
+        name         TEXT NOT NULL UNIQUE,  -- without the leading '/'
+        image_id     TEXT NOT NULL REFERENCES images(id),
+        image        TEXT NOT NULL,         -- Config.Image as the client gave it
+        config       TEXT NOT NULL,
+        host_config  TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> EngineResult<()> {

@@ -7,6 +7,8 @@
 //! - `images`: one row per image ID, holding the raw config JSON (the bytes
 //!   the ID hashes), with its ordered layers in `image_layers`.
 //! - `tags` and `repo_digests`: references pointing at images.
+//! - `containers`: one row per container; its image row cannot go while it
+//!   exists (foreign key).
 //!
 //! Files are written (and renamed into place) before the rows that name them
 //! are committed, and rows are deleted before their files, so a crash leaves
@@ -16,6 +18,7 @@
 //! rusqlite is blocking: every call goes through [`Store::call`], which runs
 //! the closure on tokio's blocking pool.
 
+pub mod containers;
 pub mod images;
 mod migrations;
 

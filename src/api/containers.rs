@@ -1,0 +1,329 @@
+//! Container endpoints: create, list, inspect, start, stop, kill, wait,
+//! logs, remove, prune. `/containers/{id}/{action}` goes through one
+//! wildcard route (as for images) so that actions we do not serve yet
+//! (attach, exec, top, ...) still answer 501 naming themselves.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::params::{self, Query as Q};
+use super::{ApiVersion, AppState};
+use crate::container::list::ListOptions;
+use crate::container::wait::WaitCondition;
+use crate::container::{Container, CreateRequest};
+use crate::logs::ReadOptions;
+
+/// Largest create body accepted.
+const MAX_CREATE_BODY: usize = 4 << 20;
+
+pub async fn create(
+    State(s): State<AppState>,
+    Query(q): Query<Q>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if body.len() > MAX_CREATE_BODY {
+        return Err(ApiError::bad_request("request body too large"));
+    }
+    let req = CreateRequest::parse(params::string(&q, "name"), &body)?;
+    let (c, warnings) = s.containers.create(req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "Id": c.row.id, "Warnings": warnings })),
+    )
+        .into_response())
+}
+
+pub async fn list(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Json<Value>> {
+    let limit = match params::string(&q, "limit") {
+        "" => 0,
+        l => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
+    };
+    let opts = ListOptions {
+        all: params::flag(&q, "all"),
+        limit,
+        filters: params::filters(&q)?,
+    };
+    let now = chrono::Utc::now();
+    let out: Vec<Value> = s
+        .containers
+        .list(&opts)
+        .await?
+        .iter()
+        .map(|c| summary_json(c, now))
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+pub async fn prune(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Json<Value>> {
+    let report = s.containers.prune(&params::filters(&q)?).await?;
+    let deleted = if report.deleted.is_empty() {
+        Value::Null
+    } else {
+        json!(report.deleted)
+    };
+    Ok(Json(json!({
+        "ContainersDeleted": deleted,
+        "SpaceReclaimed": report.space_reclaimed,
+    })))
+}
+
+/// `/containers/{id}/{action}` and `DELETE /containers/{id}`.
+pub async fn dispatch(
+    State(s): State<AppState>,
+    Path(rest): Path<String>,
+    Query(q): Query<Q>,
+    Extension(version): Extension<ApiVersion>,
+    uri: OriginalUri,
+    req: Request,
+) -> ApiResult<Response> {
+    let method = req.method().clone();
+    let (id, action) = match rest.split_once('/') {
+        Some((id, action)) => (id, action),
+        None => (rest.as_str(), ""),
+    };
+    match (&method, action) {
+        (&Method::GET, "json") => {
+            let c = s.containers.get(id).await?;
+            Ok(Json(inspect_json(&s, &c)).into_response())
+        }
+        (&Method::POST, "start") => {
+            s.containers.start(id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "stop") => {
+            let t = int_param(&q, "t")?;
+            let signal = q.get("signal").map(String::as_str);
+            s.containers.stop(id, t, signal).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "kill") => {
+            s.containers
+                .kill(id, q.get("signal").map(String::as_str))
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "wait") => {
+            let cond = WaitCondition::parse(params::string(&q, "condition"))?;
+            let fut = s.containers.wait(id, cond).await?;
+            // dockerd sends the headers at once and the body at the exit,
+            // so clients know the wait is registered.
+            let mut shutdown = s.shutdown.clone();
+            let body = futures::stream::once(async move {
+                // A daemon going down ends the stream without a result (the
+                // client reports the cut) rather than holding the shutdown
+                // or inventing an exit code: the container keeps running.
+                let r = tokio::select! {
+                    r = fut => r,
+                    _ = shutdown.wait_for(|v| *v) => return None,
+                };
+                let err = match r.error {
+                    Some(m) => json!({ "Message": m }),
+                    None => Value::Null,
+                };
+                let mut line = json!({ "StatusCode": r.status_code, "Error": err }).to_string();
+                line.push('\n');
+                Some(Ok::<_, std::convert::Infallible>(Bytes::from(line)))
+            })
+            .filter_map(std::future::ready);
+            Ok((
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(body),
+            )
+                .into_response())
+        }
+        (&Method::GET, "logs") => logs(&s, id, &q, version).await,
+        (&Method::DELETE, "") => {
+            if params::flag(&q, "link") {
+                return Err(ApiError::bad_request("links are not supported by mydocker"));
+            }
+            // `v` (anonymous volumes): there are none yet.
+            s.containers.remove(id, params::flag(&q, "force")).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Ok(super::unsupported::not_implemented(uri, req).await),
+    }
+}
+
+fn int_param(q: &Q, name: &str) -> ApiResult<Option<i64>> {
+    match q.get(name).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid value for {name}: {v}"))),
+    }
+}
+
+async fn logs(s: &AppState, id: &str, q: &Q, version: ApiVersion) -> ApiResult<Response> {
+    let time = |name: &str| -> ApiResult<Option<i64>> {
+        match params::string(q, name) {
+            "" => Ok(None),
+            v => ReadOptions::parse_time(v)
+                .map(Some)
+                .map_err(ApiError::bad_request),
+        }
+    };
+    let read = ReadOptions {
+        stdout: params::flag(q, "stdout"),
+        stderr: params::flag(q, "stderr"),
+        since: time("since")?.filter(|t| *t != 0),
+        until: time("until")?.filter(|t| *t != 0),
+        tail: ReadOptions::parse_tail(params::string(q, "tail")),
+        follow: params::flag(q, "follow"),
+        timestamps: params::flag(q, "timestamps"),
+    };
+    let (body, tty) = s
+        .containers
+        .logs(id, read, params::flag(q, "details"))
+        .await?;
+    let ct = crate::logs::format::content_type(tty, version >= ApiVersion(1, 42));
+    // Following ends with the daemon too.
+    let mut shutdown = s.shutdown.clone();
+    let body = body
+        .take_until(async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        })
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(body)).into_response())
+}
+
+/// `Command` of `docker ps`: the path and arguments joined by spaces.
+fn command(c: &Container) -> String {
+    let mut args = c.config.entrypoint.clone().unwrap_or_default();
+    args.extend(c.config.cmd.clone().unwrap_or_default());
+    args.join(" ")
+}
+
+fn labels_json(c: &Container) -> Value {
+    json!(c.config.labels.clone().unwrap_or_default())
+}
+
+fn network_mode(c: &Container) -> String {
+    c.host_config
+        .get("NetworkMode")
+        .and_then(Value::as_str)
+        .unwrap_or("bridge")
+        .to_string()
+}
+
+fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "Id": c.row.id,
+        "Names": [c.slash_name()],
+        "Image": c.row.image,
+        "ImageID": c.row.image_id,
+        "Command": command(c),
+        "Created": c.row.created_at / 1_000_000_000,
+        "Ports": [],
+        "Labels": labels_json(c),
+        "State": c.state.status.as_str(),
+        "Status": c.state.human_status(now),
+        "HostConfig": { "NetworkMode": network_mode(c) },
+        "NetworkSettings": { "Networks": {} },
+        "Mounts": [],
+    })
+}
+
+fn inspect_json(s: &AppState, c: &Container) -> Value {
+    let st = &c.state;
+    let mut args = c.config.entrypoint.clone().unwrap_or_default();
+    args.extend(c.config.cmd.clone().unwrap_or_default());
+    let (path, args) = match args.split_first() {
+        Some((p, rest)) => (p.clone(), rest.to_vec()),
+        None => (String::new(), vec![]),
+    };
+    let created = chrono::DateTime::from_timestamp_nanos(c.row.created_at)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let dir = s.containers.container_dir(c.id());
+    let bundle = s.containers.bundle_dir(c.id());
+    let mut host_config = c.host_config.clone();
+    if let Value::Object(m) = &mut host_config {
+        m.entry("LogConfig")
+            .or_insert(json!({"Type": "json-file", "Config": {}}));
+        m.entry("Binds").or_insert(Value::Null);
+        m.entry("AutoRemove").or_insert(json!(false));
+        m.entry("Privileged").or_insert(json!(false));
+        m.entry("ReadonlyRootfs").or_insert(json!(false));
+        m.entry("RestartPolicy")
+            .or_insert(json!({"Name": "no", "MaximumRetryCount": 0}));
+    }
+    let mut config = serde_json::to_value(&c.config).unwrap_or_default();
+    if let Value::Object(m) = &mut config {
+        if m.get("Labels").is_some_and(Value::is_null) {
+            m.insert("Labels".into(), json!({}));
+        }
+    }
+    let mode = network_mode(c);
+    json!({
+        "Id": c.row.id,
+        "Created": created,
+        "Path": path,
+        "Args": args,
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": st.running(),
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": st.status == crate::container::Status::Dead,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": c.row.image_id,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": s.containers.log_path(c.id()),
+        "Name": c.slash_name(),
+        "RestartCount": 0,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": host_config,
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": bundle.join("rootfs"),
+            },
+        },
+        "Mounts": [],
+        "Config": config,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": "",
+            "Ports": {},
+            "HairpinMode": false,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Gateway": "",
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "MacAddress": "",
+            "Networks": { mode: {
+                "NetworkID": "",
+                "EndpointID": "",
+                "Gateway": "",
+                "IPAddress": "",
+                "IPPrefixLen": 0,
+                "MacAddress": "",
+            }},
+        },
+    })
+}

@@ -1,0 +1,127 @@
+//! `docker rm` and `docker container prune`.
+
+use super::{Container, ContainerService};
+use crate::error::{EngineError, EngineResult};
+use crate::filters::Filters;
+use crate::store::containers as rows;
+
+pub struct PruneReport {
+    pub deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
+/// Bytes of regular files under `dir` (the writable layer and the log).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+impl ContainerService {
+    /// `DELETE /containers/{id}`; `force` kills a running container first.
+    pub async fn remove(&self, name: &str, force: bool) -> EngineResult<()> {
+        let c = self.get(name).await?;
+        let lock = self.op_lock(c.id());
+        let _g = lock.lock().await;
+        let c = self.get(c.id()).await?;
+        if c.state.running() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    c.id()
+                )));
+            }
+            let mut rx = self.subscribe(c.id());
+            let exits = rx.borrow().exits;
+            self.kill(c.id(), Some("SIGKILL")).await?;
+            let _ = rx.wait_for(|s| s.exits > exits || !s.running).await;
+        }
+        self.destroy(&c).await?;
+        Ok(())
+    }
+
+    /// Row first, then files: a crash in between leaves files only, which
+    /// start-up removes.
+    async fn destroy(&self, c: &Container) -> EngineResult<u64> {
+        let id = c.id().to_string();
+        let i = id.clone();
+        self.store.call(move |conn| rows::delete(conn, &i)).await?;
+        let dir = self.container_dir(&id);
+        let bundle = self.bundle_dir(&id);
+        let size = tokio::task::spawn_blocking(move || {
+            let size = dir_size(&dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&bundle);
+            size
+        })
+        .await
+        .map_err(EngineError::internal)?;
+        self.sender(&id).send_modify(|s| {
+            s.removed = true;
+            s.running = false;
+        });
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        self.emit(c, "destroy", &[]);
+        Ok(size)
+    }
+
+    /// `POST /containers/prune`: every container that is not running.
+    pub async fn prune(&self, filters: &Filters) -> EngineResult<PruneReport> {
+        filters.accept_only(&["label", "label!", "until"])?;
+        let until = match filters.get("until").first() {
+            Some(u) => Some(crate::image::remove::parse_until(u)?),
+            None => None,
+        };
+        let mut report = PruneReport {
+            deleted: vec![],
+            space_reclaimed: 0,
+        };
+        for c in self.all().await? {
+            let labels = c.config.labels.clone().unwrap_or_default();
+            if c.state.running() || !filters.labels_match("label", &labels) {
+                continue;
+            }
+            let excluded = filters
+                .get("label!")
+                .iter()
+                .any(|l| match l.split_once('=') {
+                    Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+                    None => labels.contains_key(l.as_str()),
+                });
+            if excluded || until.is_some_and(|u| c.row.created_at / 1_000_000_000 >= u) {
+                continue;
+            }
+            let lock = self.op_lock(c.id());
+            let _g = lock.lock().await;
+            match self.get(c.id()).await {
+                Ok(now) if !now.state.running() => {
+                    report.space_reclaimed += self.destroy(&now).await?;
+                    report.deleted.push(now.row.id.clone());
+                }
+                _ => {}
+            }
+        }
+        self.events.publish(crate::events::Event::new(
+            "container",
+            "prune",
+            "",
+            [("reclaimed".to_string(), report.space_reclaimed.to_string())].into(),
+        ));
+        Ok(report)
+    }
+}

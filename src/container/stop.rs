@@ -1,0 +1,126 @@
+//! `docker stop` and `docker kill`.
+
+use std::time::Duration;
+
+use super::ContainerService;
+use crate::error::{EngineError, EngineResult};
+
+/// dockerd's default `docker stop` timeout.
+pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+/// A signal by number, `SIGNAME` or `NAME` (any case), as dockerd takes it.
+pub fn parse_signal(s: &str) -> EngineResult<i32> {
+    let bad = || EngineError::InvalidParameter(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| bad())
+}
+
+impl ContainerService {
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(&self, name: &str, signal: Option<&str>) -> EngineResult<()> {
+        let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        let c = self.get(name).await?;
+        if !c.state.running() {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.id()
+            )));
+        }
+        if sig == libc::SIGKILL {
+            self.update_state(c.id(), |st| st.stopping = false).await?;
+        }
+        self.signal(c.id(), sig).await?;
+        self.emit(&c, "kill", &[("signal", sig.to_string())]);
+        Ok(())
+    }
+
+    async fn signal(&self, id: &str, sig: i32) -> EngineResult<()> {
+        let Some(m) = self.monitor(id) else {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is not running"
+            )));
+        };
+        match tokio::task::spawn_blocking(move || m.kill(sig))
+            .await
+            .map_err(EngineError::internal)?
+        {
+            // Exited meanwhile: the exit task records it.
+            Ok(()) | Err(crate::runtime::RuntimeError::NotRunning) => Ok(()),
+            Err(e) => Err(EngineError::Internal(format!(
+                "cannot kill container {id}: {e}"
+            ))),
+        }
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after
+    /// `timeout` seconds (-1: wait forever). 304 when not running.
+    pub async fn stop(
+        &self,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> EngineResult<()> {
+        let c = self.get(name).await?;
+        if !c.state.running() {
+            return Err(EngineError::NotModified);
+        }
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => parse_signal(s)?,
+            None => parse_signal(c.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?,
+        };
+        let timeout = timeout
+            .or(c.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let mut rx = self.subscribe(c.id());
+        let exits = rx.borrow().exits;
+        self.update_state(c.id(), |st| st.stopping = true).await?;
+        self.signal(c.id(), sig).await?;
+        self.emit(&c, "kill", &[("signal", sig.to_string())]);
+        let exited = async {
+            let _ = rx.wait_for(|s| s.exits > exits || s.removed).await;
+        };
+        if timeout < 0 {
+            exited.await;
+            return Ok(());
+        }
+        if tokio::time::timeout(Duration::from_secs(timeout as u64), exited)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.signal(c.id(), libc::SIGKILL).await?;
+        self.emit(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
+        let _ = rx.wait_for(|s| s.exits > exits || s.removed).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_like_dockerd() {
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("term").unwrap(), 15);
+        assert_eq!(parse_signal("hup").unwrap(), 1);
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("NOPE").is_err());
+    }
+}
