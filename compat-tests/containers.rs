@@ -374,3 +374,40 @@ fn rmi_of_an_image_in_use_is_refused() {
         &[stopped.trim().to_string(), running.trim().to_string()],
     );
 }
+
+#[test]
+fn run_attached_prints_output_and_exit_code() {
+    let d = daemon();
+    let b = busybox();
+    let out = d.docker(&["run", "--name", "hi", &b, "echo", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+
+    // stdout and stderr stay apart; the exit code comes through.
+    let out = d.docker(&["run", &b, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
+    // stdin reaches the process and its end closes the process's stdin.
+    let out = d.docker_stdin(&["run", "-i", &b, "cat"], b"hi\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+
+    // Without Upgrade headers: 200 and stdcopy frames in the body.
+    let r = d.raw(
+        "POST",
+        "/v1.47/containers/hi/attach?logs=1&stdout=1&stderr=1",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/vnd.docker.multiplexed-stream")
+    );
+    assert_eq!(r.body, b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n");
+
+    let r = d.raw("POST", "/containers/nope/attach?stream=1", b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_clean(&d, &[]);
+}

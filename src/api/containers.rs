@@ -1,7 +1,7 @@
 //! Container endpoints: create, list, inspect, start, stop, kill, wait,
-//! logs, remove, prune. `/containers/{id}/{action}` goes through one
-//! wildcard route (as for images) so that actions we do not serve yet
-//! (attach, exec, top, ...) still answer 501 naming themselves.
+//! logs, attach, remove, prune. `/containers/{id}/{action}` goes through
+//! one wildcard route (as for images) so that actions we do not serve yet
+//! (exec, top, ...) still answer 501 naming themselves.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, Query, Request, State};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::params::{self, Query as Q};
 use super::{ApiVersion, AppState};
+use crate::container::attach::{AttachOptions, AttachSession};
 use crate::container::list::ListOptions;
 use crate::container::wait::WaitCondition;
 use crate::container::{Container, CreateRequest};
@@ -140,6 +141,7 @@ pub async fn dispatch(
                 .into_response())
         }
         (&Method::GET, "logs") => logs(&s, id, &q, version).await,
+        (&Method::POST, "attach") => attach(&s, id, &q, version, req).await,
         (&Method::DELETE, "") => {
             if params::flag(&q, "link") {
                 return Err(ApiError::bad_request("links are not supported by mydocker"));
@@ -193,6 +195,106 @@ async fn logs(s: &AppState, id: &str, q: &Q, version: ApiVersion) -> ApiResult<R
         })
         .map(Ok::<_, std::convert::Infallible>);
     Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(body)).into_response())
+}
+
+/// Whether the client asks for dockerd's hijack (`Connection: Upgrade`
+/// with an `Upgrade` header).
+fn wants_upgrade(req: &Request) -> bool {
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && req.headers().contains_key(header::UPGRADE)
+}
+
+/// `POST /containers/{id}/attach`: `101` and a raw two-way pipe when the
+/// client asks to upgrade (as the CLI does), else `200` with the output
+/// as the body and no input. Detach keys are not implemented.
+async fn attach(
+    s: &AppState,
+    id: &str,
+    q: &Q,
+    version: ApiVersion,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let opts = AttachOptions {
+        stream: params::flag(q, "stream"),
+        logs: params::flag(q, "logs"),
+        stdin: params::flag(q, "stdin"),
+        stdout: params::flag(q, "stdout"),
+        stderr: params::flag(q, "stderr"),
+    };
+    let upgrade = wants_upgrade(&req);
+    // No input without the hijack: a plain response has no way back.
+    let opts = AttachOptions {
+        stdin: opts.stdin && upgrade,
+        ..opts
+    };
+    let session = s.containers.attach(id, opts).await?;
+    let ct = crate::logs::format::content_type(session.tty, version >= ApiVersion(1, 42));
+    let mut shutdown = s.shutdown.clone();
+    let shutdown = async move {
+        let _ = shutdown.wait_for(|v| *v).await;
+    };
+    if !upgrade {
+        let body = session
+            .output
+            .take_until(shutdown)
+            .map(Ok::<_, std::convert::Infallible>);
+        return Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(body)).into_response());
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => pump(hyper_util::rt::TokioIo::new(upgraded), session, shutdown).await,
+            Err(e) => tracing::debug!(error = %e, "attach: upgrade failed"),
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .header(header::CONTENT_TYPE, ct)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+/// Moves bytes over a hijacked connection: output to the client until the
+/// container exits, client input to the container's stdin meanwhile.
+async fn pump<IO>(io: IO, session: AttachSession, shutdown: impl std::future::Future<Output = ()>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let (mut client_rd, mut client_wr) = tokio::io::split(io);
+    let input = session.stdin.map(|target| {
+        tokio::spawn(async move {
+            // Until the container runs, input waits in the socket.
+            let Some(conn) = target.await else {
+                return;
+            };
+            let (_monitor_rd, mut monitor_wr) = conn.into_split();
+            let _ = tokio::io::copy(&mut client_rd, &mut monitor_wr).await;
+            // The client half-closed: end the process's stdin (the monitor
+            // closes it for StdinOnce containers).
+            let _ = monitor_wr.shutdown().await;
+            // Hold the connection open until the output side is done.
+            std::future::pending::<()>().await;
+        })
+    });
+    let mut output = std::pin::pin!(session.output.take_until(shutdown));
+    while let Some(chunk) = output.next().await {
+        if client_wr.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = client_wr.shutdown().await;
+    if let Some(task) = input {
+        task.abort();
+    }
 }
 
 /// `Command` of `docker ps`: the path and arguments joined by spaces.

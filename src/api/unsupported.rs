@@ -1,6 +1,6 @@
 //! Docker Engine endpoints mydocker does not serve yet. Each answers 501
 //! with a message naming it, never a silent 200: clients then fail loudly.
-//! Container actions we do not serve yet (attach, exec, top, ...) reach
+//! Container actions we do not serve yet (exec, top, ...) reach
 //! [`not_implemented`] through `api::containers::dispatch`.
 
 use axum::extract::{OriginalUri, Request};

@@ -18,6 +18,7 @@
 //! network namespace with only loopback (`bridge`, `default` and `none`
 //! all mean that for now).
 
+pub mod attach;
 pub mod create;
 pub mod list;
 pub mod logs;
