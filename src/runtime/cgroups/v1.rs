@@ -475,13 +475,8 @@ impl CgroupManager for V1Manager {
                 }
             }
         }
-        match self.apply(res, true) {
-            Ok(notes) => Ok(notes),
-            Err(e) => {
-                remove_created(&made);
-                Err(e)
-            }
-        }
+        // A create that fails half-way leaves no directories behind.
+        self.apply(res, true).inspect_err(|_| remove_created(&made))
     }
 
     fn update(&self, res: &Resources) -> Result<Vec<String>, CgroupError> {
