@@ -83,7 +83,16 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         }));
     }
     containers.reconcile_dirs().await?;
-    containers.reattach().await?;
+    let exited = containers.reattach().await?;
+    {
+        // Restarts can take a while: the API does not wait for them.
+        let containers = containers.clone();
+        tokio::spawn(async move {
+            if let Err(e) = containers.apply_restart_policies(&exited).await {
+                tracing::warn!(error = %e, "cannot apply restart policies");
+            }
+        });
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         images,

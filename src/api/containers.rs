@@ -1,5 +1,6 @@
 //! Container endpoints: create, list, inspect, start, stop, kill, wait,
-//! logs, attach, remove, prune. `/containers/{id}/{action}` goes through
+//! restart, pause, unpause, rename, update, resize, top, logs, attach,
+//! remove, prune (stats in `container_stats.rs`). `/containers/{id}/{action}` goes through
 //! one wildcard route (as for images) so that actions we do not serve yet
 //! (exec, top, ...) still answer 501 naming themselves.
 
@@ -140,6 +141,53 @@ pub async fn dispatch(
             )
                 .into_response())
         }
+        (&Method::POST, "restart") => {
+            let t = int_param(&q, "t")?;
+            let signal = q.get("signal").map(String::as_str);
+            s.containers.restart(id, t, signal).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "pause") => {
+            s.containers.pause(id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "unpause") => {
+            s.containers.unpause(id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "rename") => {
+            s.containers.rename(id, params::string(&q, "name")).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, "update") => {
+            let body = axum::body::to_bytes(req.into_body(), MAX_CREATE_BODY)
+                .await
+                .map_err(|_| ApiError::bad_request("request body too large"))?;
+            let body: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+            let warnings = s.containers.update(id, &body).await?;
+            let warnings = if warnings.is_empty() {
+                Value::Null
+            } else {
+                json!(warnings)
+            };
+            Ok(Json(json!({ "Warnings": warnings })).into_response())
+        }
+        (&Method::POST, "resize") => {
+            let dim = |name: &str| -> ApiResult<u16> {
+                let v = params::string(&q, name);
+                v.parse::<u16>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid value for {name}: {v:?}")))
+            };
+            let (h, w) = (dim("h")?, dim("w")?);
+            s.containers.resize(id, h, w).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        (&Method::GET, "top") => {
+            let top = s.containers.top(id, params::string(&q, "ps_args")).await?;
+            Ok(Json(json!({ "Titles": top.titles, "Processes": top.processes })).into_response())
+        }
+        (&Method::GET, "stats") => super::container_stats::stats(&s, id, &q).await,
         (&Method::GET, "logs") => logs(&s, id, &q, version).await,
         (&Method::POST, "attach") => attach(&s, id, &q, version, req).await,
         (&Method::DELETE, "") => {
@@ -227,6 +275,11 @@ async fn attach(
         stdout: params::flag(q, "stdout"),
         stderr: params::flag(q, "stderr"),
     };
+    let detach_keys = match params::string(q, "detachKeys") {
+        "" => crate::container::detach_keys::DEFAULT,
+        k => k,
+    };
+    let detach_keys = crate::container::detach_keys::parse(detach_keys)?;
     let upgrade = wants_upgrade(&req);
     // No input without the hijack: a plain response has no way back.
     let opts = AttachOptions {
@@ -249,7 +302,10 @@ async fn attach(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => pump(hyper_util::rt::TokioIo::new(upgraded), session, shutdown).await,
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                pump(io, session, detach_keys, shutdown).await
+            }
             Err(e) => tracing::debug!(error = %e, "attach: upgrade failed"),
         }
     });
@@ -263,13 +319,21 @@ async fn attach(
 }
 
 /// Moves bytes over a hijacked connection: output to the client until the
-/// container exits, client input to the container's stdin meanwhile.
-async fn pump<IO>(io: IO, session: AttachSession, shutdown: impl std::future::Future<Output = ()>)
-where
+/// container exits, client input to the container's stdin meanwhile. With
+/// a TTY, the detach keys end the session and leave the container running.
+async fn pump<IO>(
+    io: IO,
+    session: AttachSession,
+    detach_keys: Vec<u8>,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    use tokio::io::AsyncWriteExt;
+    use crate::container::detach_keys::{DetachScanner, Scan};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut client_rd, mut client_wr) = tokio::io::split(io);
+    let (detached_tx, detached_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut scanner = session.tty.then(|| DetachScanner::new(detach_keys));
     let input = session.stdin.map(|target| {
         tokio::spawn(async move {
             // Until the container runs, input waits in the socket.
@@ -277,7 +341,25 @@ where
                 return;
             };
             let (_monitor_rd, mut monitor_wr) = conn.into_split();
-            let _ = tokio::io::copy(&mut client_rd, &mut monitor_wr).await;
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match client_rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let (bytes, detach) = match scanner.as_mut().map(|s| s.scan(&buf[..n])) {
+                    None => (buf[..n].to_vec(), false),
+                    Some(Scan::Forward(b)) => (b, false),
+                    Some(Scan::Detach(b)) => (b, true),
+                };
+                if monitor_wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                if detach {
+                    let _ = detached_tx.send(());
+                    return;
+                }
+            }
             // The client half-closed: end the process's stdin (the monitor
             // closes it for StdinOnce containers).
             let _ = monitor_wr.shutdown().await;
@@ -285,7 +367,13 @@ where
             std::future::pending::<()>().await;
         })
     });
-    let mut output = std::pin::pin!(session.output.take_until(shutdown));
+    let detached = async move {
+        if detached_rx.await.is_err() {
+            // The input side ended without detaching.
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut output = std::pin::pin!(session.output.take_until(shutdown).take_until(detached));
     while let Some(chunk) = output.next().await {
         if client_wr.write_all(&chunk).await.is_err() {
             break;
@@ -326,7 +414,7 @@ fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>) -> Value {
         "Created": c.row.created_at / 1_000_000_000,
         "Ports": [],
         "Labels": labels_json(c),
-        "State": c.state.status.as_str(),
+        "State": c.state.status_str(),
         "Status": c.state.human_status(now),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },
@@ -370,10 +458,10 @@ fn inspect_json(s: &AppState, c: &Container) -> Value {
         "Path": path,
         "Args": args,
         "State": {
-            "Status": st.status.as_str(),
-            "Running": st.running(),
-            "Paused": false,
-            "Restarting": false,
+            "Status": st.status_str(),
+            "Running": st.running_or_restarting(),
+            "Paused": st.paused && st.running(),
+            "Restarting": st.restarting && !st.running(),
             "OOMKilled": st.oom_killed,
             "Dead": st.status == crate::container::Status::Dead,
             "Pid": st.pid,
@@ -388,7 +476,7 @@ fn inspect_json(s: &AppState, c: &Container) -> Value {
         "HostsPath": dir.join("hosts"),
         "LogPath": s.containers.log_path(c.id()),
         "Name": c.slash_name(),
-        "RestartCount": 0,
+        "RestartCount": st.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",

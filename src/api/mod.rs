@@ -6,6 +6,7 @@
 //! strips the prefix before routing and records the version.
 
 mod body;
+mod container_stats;
 mod containers;
 pub mod error;
 mod images;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::restart_policy::RestartPolicy;
 use super::state::ContainerState;
 use super::{Container, ContainerService};
 use crate::error::{EngineError, EngineResult};
@@ -175,6 +176,7 @@ const CONFIG_KEYS: &[&str] = &[
 const HOST_KEYS: &[&str] = &[
     "NetworkMode",
     "RestartPolicy",
+    "AutoRemove",
     "LogConfig",
     "ConsoleSize",
     "ReadonlyRootfs",
@@ -207,7 +209,6 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
         }
         return Err(match k.as_str() {
             "Binds" | "Mounts" => unsupported(&format!("HostConfig.{k} (volumes and bind mounts)")),
-            "AutoRemove" => unsupported("HostConfig.AutoRemove (--rm)"),
             "PortBindings" | "PublishAllPorts" => {
                 unsupported(&format!("HostConfig.{k} (published ports)"))
             }
@@ -235,25 +236,15 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
             return Err(unsupported(&format!("HostConfig.{k}={}", s(k))));
         }
     }
-    if let Some(rp) = req.host_config.get("RestartPolicy") {
-        let name = rp.get("Name").and_then(Value::as_str).unwrap_or("");
-        if !matches!(name, "" | "no") {
-            return Err(unsupported("HostConfig.RestartPolicy (--restart)"));
-        }
+    let policy = RestartPolicy::parse(req.host_config.get("RestartPolicy"))?;
+    if req.host_config.get("AutoRemove").and_then(Value::as_bool) == Some(true) && !policy.is_none()
+    {
+        return Err(EngineError::InvalidParameter(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
     }
-    if let Some(lc) = req.host_config.get("LogConfig") {
-        let kind = lc.get("Type").and_then(Value::as_str).unwrap_or("");
-        if !matches!(kind, "" | "json-file") {
-            return Err(unsupported(&format!("log driver {kind:?}")));
-        }
-        if lc.get("Config").is_some_and(|c| !is_zero(c)) {
-            return Err(unsupported("HostConfig.LogConfig.Config (--log-opt)"));
-        }
-        req.host_config.insert(
-            "LogConfig".into(),
-            serde_json::json!({"Type": "json-file", "Config": {}}),
-        );
-    }
+    let (log_config, _) = super::log_config::parse(req.host_config.get("LogConfig"))?;
+    req.host_config.insert("LogConfig".into(), log_config);
     if let Some(Value::Object(eps)) = req
         .raw
         .get("NetworkingConfig")
@@ -270,7 +261,7 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
 }
 
 /// dockerd's name rule.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     let mut b = name.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphanumeric())
         && name.len() >= 2

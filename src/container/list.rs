@@ -55,8 +55,8 @@ impl ContainerService {
             || since.is_some();
         let mut out = vec![];
         for c in self.all().await? {
-            let status = c.state.status.as_str();
-            if !all && !c.state.running() {
+            let status = c.state.status_str();
+            if !all && !c.state.running_or_restarting() {
                 continue;
             }
             if !f.any_or_absent("id", |v| c.row.id.starts_with(v)) {

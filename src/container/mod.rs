@@ -20,12 +20,22 @@
 
 pub mod attach;
 pub mod create;
+pub mod detach_keys;
 pub mod list;
+pub mod log_config;
 pub mod logs;
+pub mod pause;
 pub mod remove;
+pub mod rename;
+pub mod resize;
+pub mod restart;
+pub mod restart_policy;
 pub mod start;
 pub mod state;
+pub mod stats;
 pub mod stop;
+pub mod top;
+pub mod update;
 pub mod wait;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +71,10 @@ struct Live {
     monitor: Option<MonitorHandle>,
     /// Serialises start and remove of one container.
     op: Arc<tokio::sync::Mutex<()>>,
+    /// The restart policy's last back-off delay.
+    restart_delay: std::time::Duration,
+    /// Bumped to cancel a scheduled policy restart.
+    restart_generation: u64,
 }
 
 pub struct ContainerService {
@@ -243,6 +257,8 @@ impl ContainerService {
             tx: watch::channel(Snapshot::default()).0,
             monitor: None,
             op: Arc::new(tokio::sync::Mutex::new(())),
+            restart_delay: std::time::Duration::ZERO,
+            restart_generation: 0,
         });
         f(entry)
     }

@@ -36,6 +36,15 @@ impl ContainerService {
         let lock = self.op_lock(c.id());
         let _g = lock.lock().await;
         let c = self.get(c.id()).await?;
+        if c.state.restarting && !c.state.running() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                    c.id()
+                )));
+            }
+            self.cancel_restart(&c).await?;
+        }
         if c.state.running() {
             if !force {
                 return Err(EngineError::Conflict(format!(
@@ -45,6 +54,9 @@ impl ContainerService {
             }
             let mut rx = self.subscribe(c.id());
             let exits = rx.borrow().exits;
+            // No restart policy brings it back meanwhile.
+            self.update_state(c.id(), |st| st.manually_stopped = true)
+                .await?;
             self.kill(c.id(), Some("SIGKILL")).await?;
             let _ = rx.wait_for(|s| s.exits > exits || !s.running).await;
         }
@@ -54,7 +66,7 @@ impl ContainerService {
 
     /// Row first, then files: a crash in between leaves files only, which
     /// start-up removes.
-    async fn destroy(&self, c: &Container) -> EngineResult<u64> {
+    pub(super) async fn destroy(&self, c: &Container) -> EngineResult<u64> {
         let id = c.id().to_string();
         let i = id.clone();
         self.store.call(move |conn| rows::delete(conn, &i)).await?;
@@ -93,7 +105,7 @@ impl ContainerService {
         };
         for c in self.all().await? {
             let labels = c.config.labels.clone().unwrap_or_default();
-            if c.state.running() || !filters.labels_match("label", &labels) {
+            if c.state.running_or_restarting() || !filters.labels_match("label", &labels) {
                 continue;
             }
             let excluded = filters
@@ -109,7 +121,7 @@ impl ContainerService {
             let lock = self.op_lock(c.id());
             let _g = lock.lock().await;
             match self.get(c.id()).await {
-                Ok(now) if !now.state.running() => {
+                Ok(now) if !now.state.running_or_restarting() => {
                     report.space_reclaimed += self.destroy(&now).await?;
                     report.deleted.push(now.row.id.clone());
                 }

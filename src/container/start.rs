@@ -26,14 +26,31 @@ struct StartPlan {
     host_resolv: PathBuf,
 }
 
+/// Who starts a container: the user resets the restart policy's count
+/// and back-off; the policy does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartCause {
+    User,
+    Policy,
+}
+
 impl ContainerService {
+    /// `POST /containers/{id}/start`: 304 when running (or restarting).
     pub async fn start(&self, name: &str) -> EngineResult<()> {
+        self.start_as(name, StartCause::User).await
+    }
+
+    pub(super) async fn start_as(&self, name: &str, cause: StartCause) -> EngineResult<()> {
         let c = self.get(name).await?;
         let lock = self.op_lock(c.id());
         let _g = lock.lock().await;
         let c = self.get(c.id()).await?;
-        if c.state.running() {
+        if c.state.running() || (cause == StartCause::User && c.state.restarting) {
             return Err(EngineError::NotModified);
+        }
+        if cause == StartCause::Policy && !c.state.restarting {
+            // Cancelled (stopped, started or removed) meanwhile.
+            return Ok(());
         }
         let image = self.images.resolve(&c.row.image_id).await?;
         let plan = self.plan(&c, self.images.layer_paths(&image))?;
@@ -45,8 +62,17 @@ impl ContainerService {
             Ok((handle, started_at)) => {
                 let pid = handle.pid();
                 self.set_monitor(&id, Some(handle.clone()));
-                self.update_state(&id, move |st| st.mark_started(pid, &started_at))
-                    .await?;
+                self.update_state(&id, move |st| {
+                    st.mark_started(pid, &started_at);
+                    st.manually_stopped = false;
+                    if cause == StartCause::User {
+                        st.restart_count = 0;
+                    }
+                })
+                .await?;
+                if cause == StartCause::User {
+                    self.with_live(&id, |l| l.restart_delay = std::time::Duration::ZERO);
+                }
                 self.emit(&c, "start", &[]);
                 self.watch_exit(c, handle);
                 Ok(())
@@ -54,8 +80,10 @@ impl ContainerService {
             Err(LaunchError::Start { message, exit_code }) => {
                 let msg = format!("failed to create task for container: {message}: unknown");
                 let m = msg.clone();
-                self.update_state(&id, move |st| st.mark_start_failed(exit_code, &m))
-                    .await?;
+                self.update_state(&id, move |st| {
+                    st.mark_start_failed(exit_code, &m);
+                })
+                .await?;
                 // dockerd: a missing or unrunnable entrypoint is the
                 // caller's mistake (400); the CLI maps it to 127/126.
                 if exit_code == 127 || exit_code == 126 {
@@ -82,6 +110,7 @@ impl ContainerService {
             serde_json::from_value(hc.clone()).map_err(EngineError::internal)?;
         let privileged = hc.get("Privileged").and_then(Value::as_bool) == Some(true);
         resources.allow_all_devices = privileged;
+        let (_, log_opts) = super::log_config::parse(hc.get("LogConfig"))?;
         let cfg = &c.config;
         let mut args = cfg.entrypoint.clone().unwrap_or_default();
         args.extend(cfg.cmd.clone().unwrap_or_default());
@@ -121,7 +150,8 @@ impl ContainerService {
             }),
             log: Some(LogSpec {
                 path: self.log_path(id),
-                ..Default::default()
+                max_size: log_opts.max_size,
+                max_file: log_opts.max_file,
             }),
             stop_signal: cfg.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
             ..Default::default()
@@ -225,12 +255,15 @@ impl ContainerService {
         if stopping.load(std::sync::atomic::Ordering::Relaxed) {
             self.emit(c, "stop", &[]);
         }
+        self.after_exit(&id).await;
     }
 
     /// At daemon start: containers recorded as running either still are
     /// (watch their monitors again) or exited while we were away (record
     /// it now).
-    pub async fn reattach(&self) -> EngineResult<()> {
+    /// Returns the containers that were found exited.
+    pub async fn reattach(&self) -> EngineResult<Vec<String>> {
+        let mut exited = vec![];
         for c in self.all().await? {
             if !c.state.running() {
                 continue;
@@ -251,17 +284,19 @@ impl ContainerService {
                     self.watch_exit(c, h);
                 }
                 Ok((_, st)) => {
+                    exited.push(c.id().to_string());
                     self.record_exit(&c, st.exit_code, st.finished_at, st.oom_killed, st.error)
                         .await
                 }
                 Err(e) => {
                     tracing::warn!(id = %c.id(), error = %e, "container monitor lost");
+                    exited.push(c.id().to_string());
                     self.record_exit(&c, 128, String::new(), false, e.to_string())
                         .await
                 }
             }
         }
-        Ok(())
+        Ok(exited)
     }
 
     /// Rows whose folder is missing cannot run; folders and bundles with no

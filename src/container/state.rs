@@ -53,6 +53,15 @@ pub struct ContainerState {
     /// Set by `docker stop` / `docker kill` until the exit is recorded, so
     /// the `die` event is followed by `stop` like dockerd's.
     pub stopping: bool,
+    /// Frozen by `docker pause` (the status stays running).
+    pub paused: bool,
+    /// Exited and waiting for its restart policy's back-off to end.
+    pub restarting: bool,
+    /// Restarts done by the restart policy since the last user start.
+    pub restart_count: u32,
+    /// Stopped by the user: `always` waits for the daemon's next start,
+    /// `unless-stopped` stays stopped (dockerd's HasBeenManuallyStopped).
+    pub manually_stopped: bool,
 }
 
 impl Default for ContainerState {
@@ -66,13 +75,34 @@ impl Default for ContainerState {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             stopping: false,
+            paused: false,
+            restarting: false,
+            restart_count: 0,
+            manually_stopped: false,
         }
     }
 }
 
 impl ContainerState {
+    /// Whether the container's process exists (paused ones included).
     pub fn running(&self) -> bool {
         self.status == Status::Running
+    }
+
+    /// inspect's `Running`: dockerd counts a restarting container too.
+    pub fn running_or_restarting(&self) -> bool {
+        self.running() || self.restarting
+    }
+
+    /// The status word of inspect, `docker ps` and the `status` filter.
+    pub fn status_str(&self) -> &'static str {
+        if self.running() && self.paused {
+            "paused"
+        } else if self.restarting && !self.running() {
+            "restarting"
+        } else {
+            self.status.as_str()
+        }
     }
 
     pub fn parse(json: &str) -> ContainerState {
@@ -98,11 +128,17 @@ impl ContainerState {
         self.started_at = started_at.to_string();
         self.finished_at = ZERO_TIME.into();
         self.stopping = false;
+        self.paused = false;
+        self.restarting = false;
     }
 
     /// The start failed: the container stays created, with the reason.
     pub fn mark_start_failed(&mut self, exit_code: i32, error: &str) {
-        self.status = Status::Created;
+        // A container that ran before stays exited (a failed restart).
+        if self.status != Status::Exited {
+            self.status = Status::Created;
+        }
+        self.restarting = false;
         self.pid = 0;
         self.exit_code = exit_code;
         self.error = error.to_string();
@@ -111,6 +147,7 @@ impl ContainerState {
     /// The init exited.
     pub fn mark_exited(&mut self, exit_code: i32, finished_at: &str, oom: bool, error: &str) {
         self.status = Status::Exited;
+        self.paused = false;
         self.pid = 0;
         self.exit_code = exit_code;
         self.oom_killed = oom;
@@ -130,7 +167,15 @@ impl ContainerState {
                 .unwrap_or(0)
         };
         match self.status {
+            Status::Running if self.paused => {
+                format!("Up {} (Paused)", human_duration(since(&self.started_at)))
+            }
             Status::Running => format!("Up {}", human_duration(since(&self.started_at))),
+            Status::Exited if self.restarting => format!(
+                "Restarting ({}) {} ago",
+                self.exit_code,
+                human_duration(since(&self.finished_at))
+            ),
             Status::Exited => format!(
                 "Exited ({}) {} ago",
                 self.exit_code,

@@ -34,6 +34,11 @@ impl ContainerService {
     pub async fn kill(&self, name: &str, signal: Option<&str>) -> EngineResult<()> {
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         let c = self.get(name).await?;
+        // Killing a container waiting to restart only cancels the restart.
+        if self.cancel_restart(&c).await? {
+            self.emit(&c, "kill", &[("signal", sig.to_string())]);
+            return Ok(());
+        }
         if !c.state.running() {
             return Err(EngineError::Conflict(format!(
                 "Container {} is not running",
@@ -44,6 +49,10 @@ impl ContainerService {
             self.update_state(c.id(), |st| st.stopping = false).await?;
         }
         self.signal(c.id(), sig).await?;
+        if c.state.paused {
+            // A frozen process acts on the signal only once thawed.
+            self.thaw(&c).await?;
+        }
         self.emit(&c, "kill", &[("signal", sig.to_string())]);
         Ok(())
     }
@@ -75,6 +84,9 @@ impl ContainerService {
         signal: Option<&str>,
     ) -> EngineResult<()> {
         let c = self.get(name).await?;
+        if self.cancel_restart(&c).await? {
+            return Ok(());
+        }
         if !c.state.running() {
             return Err(EngineError::NotModified);
         }
@@ -87,8 +99,15 @@ impl ContainerService {
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         let mut rx = self.subscribe(c.id());
         let exits = rx.borrow().exits;
-        self.update_state(c.id(), |st| st.stopping = true).await?;
+        self.update_state(c.id(), |st| {
+            st.stopping = true;
+            st.manually_stopped = true;
+        })
+        .await?;
         self.signal(c.id(), sig).await?;
+        if c.state.paused {
+            self.thaw(&c).await?;
+        }
         self.emit(&c, "kill", &[("signal", sig.to_string())]);
         let exited = async {
             let _ = rx.wait_for(|s| s.exits > exits || s.removed).await;

@@ -92,6 +92,22 @@ pub fn set_state(conn: &Connection, id: &str, state: &str) -> EngineResult<()> {
     Ok(())
 }
 
+pub fn set_name(conn: &Connection, id: &str, name: &str) -> EngineResult<()> {
+    conn.execute(
+        "UPDATE containers SET name = ?2 WHERE id = ?1",
+        params![id, name],
+    )?;
+    Ok(())
+}
+
+pub fn set_host_config(conn: &Connection, id: &str, host_config: &str) -> EngineResult<()> {
+    conn.execute(
+        "UPDATE containers SET host_config = ?2 WHERE id = ?1",
+        params![id, host_config],
+    )?;
+    Ok(())
+}
+
 pub fn delete(conn: &Connection, id: &str) -> EngineResult<bool> {
     Ok(conn.execute("DELETE FROM containers WHERE id = ?1", [id])? > 0)
 }
