@@ -54,13 +54,15 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Js
         filters: params::filters(&q)?,
     };
     let now = chrono::Utc::now();
-    let out: Vec<Value> = s
-        .containers
-        .list(&opts)
-        .await?
-        .iter()
-        .map(|c| summary_json(c, now))
-        .collect();
+    let with_size = params::flag(&q, "size");
+    let mut out = vec![];
+    for c in s.containers.list(&opts).await? {
+        let mut v = summary_json(&c, now);
+        if with_size {
+            add_sizes(&s, &c, &mut v).await?;
+        }
+        out.push(v);
+    }
     Ok(Json(Value::Array(out)))
 }
 
@@ -94,7 +96,11 @@ pub async fn dispatch(
     match (&method, action) {
         (&Method::GET, "json") => {
             let c = s.containers.get(id).await?;
-            Ok(Json(inspect_json(&s, &c)).into_response())
+            let mut v = inspect_json(&s, &c);
+            if params::flag(&q, "size") {
+                add_sizes(&s, &c, &mut v).await?;
+            }
+            Ok(Json(v).into_response())
         }
         (&Method::POST, "start") => {
             s.containers.start(id).await?;
@@ -200,6 +206,14 @@ pub async fn dispatch(
         }
         _ => Ok(super::unsupported::not_implemented(uri, req).await),
     }
+}
+
+/// `SizeRw` and `SizeRootFs`, asked for with `size=1`.
+async fn add_sizes(s: &AppState, c: &Container, v: &mut Value) -> ApiResult<()> {
+    let (rw, root) = s.containers.sizes(c).await?;
+    v["SizeRw"] = json!(rw);
+    v["SizeRootFs"] = json!(root);
+    Ok(())
 }
 
 fn int_param(q: &Q, name: &str) -> ApiResult<Option<i64>> {

@@ -1,5 +1,6 @@
 //! `docker rm` and `docker container prune`.
 
+use super::size::dir_size;
 use super::{Container, ContainerService};
 use crate::error::{EngineError, EngineResult};
 use crate::filters::Filters;
@@ -8,25 +9,6 @@ use crate::store::containers as rows;
 pub struct PruneReport {
     pub deleted: Vec<String>,
     pub space_reclaimed: u64,
-}
-
-/// Bytes of regular files under `dir` (the writable layer and the log).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 impl ContainerService {
