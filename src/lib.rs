@@ -25,6 +25,7 @@ pub mod events;
 pub mod filters;
 pub mod image;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod store;
 pub mod system;

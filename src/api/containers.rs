@@ -97,6 +97,15 @@ pub async fn dispatch(
         (&Method::GET, "json") => {
             let c = s.containers.get(id).await?;
             let mut v = inspect_json(&s, &c);
+            let eps = s.containers.network_endpoints(&c).await?;
+            if !eps.is_empty() {
+                let key = if c.state.running() {
+                    s.networks.netns_path(c.id()).display().to_string()
+                } else {
+                    String::new()
+                };
+                v["NetworkSettings"] = super::networks::settings_json(&eps, &key);
+            }
             if params::flag(&q, "size") {
                 add_sizes(&s, &c, &mut v).await?;
             }

@@ -10,6 +10,7 @@ mod container_stats;
 mod containers;
 pub mod error;
 mod images;
+mod networks;
 pub mod params;
 #[cfg(test)]
 mod spec_test;
@@ -61,6 +62,7 @@ impl ApiVersion {
 pub struct AppState {
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
+    pub networks: Arc<crate::network::NetworkService>,
     pub events: EventBus,
     pub config: Arc<DaemonConfig>,
     pub host: Arc<HostInfo>,
@@ -91,6 +93,15 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{*rest}", any(containers::dispatch))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .merge(unsupported::routes())
         // dockerd answers a wrong method like an unknown path.
         .method_not_allowed_fallback(page_not_found)

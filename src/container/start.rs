@@ -24,6 +24,8 @@ struct StartPlan {
     cgroup_root: PathBuf,
     exe: PathBuf,
     host_resolv: PathBuf,
+    /// `/etc/hosts` lines for the container's own addresses.
+    hosts_extra: String,
 }
 
 /// Who starts a container: the user resets the restart policy's count
@@ -53,11 +55,25 @@ impl ContainerService {
             return Ok(());
         }
         let image = self.images.resolve(&c.row.image_id).await?;
-        let plan = self.plan(&c, self.images.layer_paths(&image))?;
+        let mut plan = self.plan(&c, self.images.layer_paths(&image))?;
         let id = c.id().to_string();
+        let net = match self.network_setup(&c).await {
+            Ok(n) => n,
+            Err(e) => {
+                let m = e.to_string();
+                self.update_state(&id, move |st| st.mark_start_failed(128, &m))
+                    .await?;
+                return Err(e);
+            }
+        };
+        plan.spec.network = net.ns;
+        plan.hosts_extra = net.hosts;
         let result = tokio::task::spawn_blocking(move || launch(plan))
             .await
             .map_err(EngineError::internal)?;
+        if result.is_err() {
+            self.network_teardown(&id).await;
+        }
         match result {
             Ok((handle, started_at)) => {
                 let pid = handle.pid();
@@ -184,6 +200,7 @@ impl ContainerService {
             cgroup_root: self.cgroup_root.clone(),
             exe: self.exe.clone(),
             host_resolv: PathBuf::from("/etc/resolv.conf"),
+            hosts_extra: String::new(),
         })
     }
 
@@ -228,6 +245,7 @@ impl ContainerService {
         let path = Self::cgroup_path(&id);
         let root = self.cgroup_root.clone();
         let _ = tokio::task::spawn_blocking(move || remove_cgroup(&root, &path)).await;
+        self.network_teardown(&id).await;
         self.set_monitor(&id, None);
         let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stopping.clone();
@@ -413,7 +431,7 @@ fn write_etc_files(plan: &StartPlan) -> std::io::Result<()> {
     if let Some(p) = &files.hosts {
         fs::write(
             p,
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{}", plan.hosts_extra),
         )?;
     }
     if let Some(p) = &files.resolv_conf {

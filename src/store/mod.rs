@@ -9,6 +9,9 @@
 //! - `tags` and `repo_digests`: references pointing at images.
 //! - `containers`: one row per container; its image row cannot go while it
 //!   exists (foreign key).
+//! - `networks`, `endpoints` (a container's configured attachments) and
+//!   `ip_leases` (addresses in use by running containers, with the veth
+//!   and interface names needed to undo them).
 //!
 //! Files are written (and renamed into place) before the rows that name them
 //! are committed, and rows are deleted before their files, so a crash leaves
@@ -21,6 +24,7 @@
 pub mod containers;
 pub mod images;
 mod migrations;
+pub mod networks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
