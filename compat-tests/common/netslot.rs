@@ -101,7 +101,11 @@ impl NetSlot {
         let bridges = self.bridges();
         ip_json(&["-j", "link", "show"])
             .iter()
-            .filter(|l| l["master"].as_str().is_some_and(|m| bridges.iter().any(|b| b == m)))
+            .filter(|l| {
+                l["master"]
+                    .as_str()
+                    .is_some_and(|m| bridges.iter().any(|b| b == m))
+            })
             .filter_map(|l| l["ifname"].as_str().map(String::from))
             .collect()
     }
@@ -158,8 +162,12 @@ impl NetSlot {
             for l in text.lines() {
                 if let Some(chain) = l.strip_prefix("-N ") {
                     if chain.starts_with(&format!("{p}-")) {
-                        let _ = Command::new("iptables").args(["-w", "5", "-t", table, "-F", chain]).status();
-                        let _ = Command::new("iptables").args(["-w", "5", "-t", table, "-X", chain]).status();
+                        let _ = Command::new("iptables")
+                            .args(["-w", "5", "-t", table, "-F", chain])
+                            .status();
+                        let _ = Command::new("iptables")
+                            .args(["-w", "5", "-t", table, "-X", chain])
+                            .status();
                     }
                 }
             }

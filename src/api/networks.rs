@@ -25,7 +25,9 @@ fn parse_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
     }
     match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("invalid JSON: the body must be an object")),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid JSON: the body must be an object",
+        )),
         Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
     }
 }
@@ -50,7 +52,11 @@ fn map_of(v: Option<&Value>) -> BTreeMap<String, String> {
 
 pub async fn create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
     let m = parse_body(&body)?;
-    let ipam = m.get("IPAM").and_then(Value::as_object).cloned().unwrap_or_default();
+    let ipam = m
+        .get("IPAM")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let pools = ipam
         .get("Config")
         .and_then(Value::as_array)

@@ -246,7 +246,7 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
 }
 
 /// dockerd's name rule.
-pub(crate) fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     let mut b = name.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphanumeric())
         && name.len() >= 2
@@ -405,9 +405,7 @@ impl ContainerService {
         }
 
         let id = new_id();
-        let endpoints = self
-            .plan_networks(&id, &req.host_config, &req.raw)
-            .await?;
+        let endpoints = self.plan_networks(&id, &req.host_config, &req.raw).await?;
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_string();
         }

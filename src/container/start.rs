@@ -39,7 +39,18 @@ pub enum StartCause {
 impl ContainerService {
     /// `POST /containers/{id}/start`: 304 when running (or restarting).
     pub async fn start(&self, name: &str) -> EngineResult<()> {
-        self.start_as(name, StartCause::User).await
+        let r = self.start_as(name, StartCause::User).await;
+        if matches!(&r, Err(e) if !matches!(e, EngineError::NotModified | EngineError::NotFound(_)))
+        {
+            // dockerd removes an AutoRemove container whose start failed;
+            // `docker run --rm` waits for that removal.
+            if let Ok(c) = self.get(name).await {
+                if c.host_config.get("AutoRemove").and_then(Value::as_bool) == Some(true) {
+                    self.after_exit(c.id()).await;
+                }
+            }
+        }
+        r
     }
 
     pub(super) async fn start_as(&self, name: &str, cause: StartCause) -> EngineResult<()> {

@@ -59,17 +59,27 @@ impl NetworkService {
     ) -> EngineResult<Vec<EndpointRow>> {
         if shares_namespace(mode) {
             let own = mode.split(':').next().unwrap_or(mode);
-            if let Some(k) = endpoints.keys().find(|k| k.as_str() != own && k.as_str() != mode) {
+            if let Some(k) = endpoints
+                .keys()
+                .find(|k| k.as_str() != own && k.as_str() != mode)
+            {
                 return Err(EngineError::InvalidParameter(format!(
                     "container sharing network namespace with another container or host cannot be connected to any other network (requested {k})"
                 )));
             }
             return Ok(vec![]);
         }
+        // The CLI names the default bridge "default" in EndpointsConfig.
+        let is_primary = |k: &str| k == mode || (mode == "bridge" && k == "default");
         let primary = self.get(mode).await?;
-        let mut plan = vec![(primary, endpoints.get(mode).cloned().unwrap_or_default())];
+        let primary_cfg = endpoints
+            .iter()
+            .find(|(k, _)| is_primary(k))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut plan = vec![(primary, primary_cfg)];
         for (name, cfg) in endpoints {
-            if name == mode {
+            if is_primary(name) {
                 continue;
             }
             let net = self.get(name).await?;
@@ -153,10 +163,7 @@ impl NetworkService {
         netns: &Path,
     ) -> EngineResult<LeaseRow> {
         let pool = net.pool().ok_or_else(|| {
-            EngineError::InvalidParameter(format!(
-                "network {} cannot take endpoints",
-                net.name
-            ))
+            EngineError::InvalidParameter(format!("network {} cannot take endpoints", net.name))
         })?;
         let requested: Option<Ipv4Addr> = if cfg.ipv4.is_empty() {
             None
@@ -296,9 +303,9 @@ impl NetworkService {
         let net = self.get(network).await?;
         if net.driver != "bridge" {
             return Err(EngineError::Forbidden(format!(
-                "container cannot be disconnected from host network or connected to host network"
-            )
-            .replace("host", &net.name)));
+                "container cannot be disconnected from {0} network or connected to {0} network",
+                net.name
+            )));
         }
         check_endpoint(&net, &cfg)?;
         let _g = self.lock.lock().await;
@@ -320,7 +327,9 @@ impl NetworkService {
             position: eps.iter().map(|e| e.position + 1).max().unwrap_or(0),
         };
         let r = row.clone();
-        self.store.call(move |conn| rows::insert_endpoint(conn, &r)).await?;
+        self.store
+            .call(move |conn| rows::insert_endpoint(conn, &r))
+            .await?;
         if !running {
             return Ok(());
         }
@@ -378,7 +387,12 @@ impl NetworkService {
         let cid = container_id.to_string();
         let (eps, leases) = self
             .store
-            .call(move |conn| Ok((rows::endpoints_of(conn, &cid)?, rows::leases_of(conn, &cid)?)))
+            .call(move |conn| {
+                Ok((
+                    rows::endpoints_of(conn, &cid)?,
+                    rows::leases_of(conn, &cid)?,
+                ))
+            })
             .await?;
         let mut out = vec![];
         for ep in eps {
@@ -422,9 +436,9 @@ fn check_endpoint(net: &Network, cfg: &EndpointConfig) -> EngineResult<()> {
         let ip: Ipv4Addr = cfg.ipv4.parse().map_err(|_| {
             EngineError::InvalidParameter(format!("invalid IPv4 address: {}", cfg.ipv4))
         })?;
-        let pool = net.pool().ok_or_else(|| {
-            EngineError::InvalidParameter("network has no IPv4 subnet".into())
-        })?;
+        let pool = net
+            .pool()
+            .ok_or_else(|| EngineError::InvalidParameter("network has no IPv4 subnet".into()))?;
         if pool.check_static(ip, &HashSet::new()).is_err() {
             return Err(EngineError::InvalidParameter(format!(
                 "no configured subnet or ip-range contain the IP address {ip}"
@@ -438,12 +452,17 @@ impl EndpointConfig {
     /// From an Engine API `EndpointSettings` object (create's
     /// `NetworkingConfig.EndpointsConfig` values, connect's `EndpointConfig`).
     pub fn from_json(v: &serde_json::Value) -> EndpointConfig {
-        let s = |x: Option<&serde_json::Value>| x.and_then(|x| x.as_str()).unwrap_or("").to_string();
+        let s =
+            |x: Option<&serde_json::Value>| x.and_then(|x| x.as_str()).unwrap_or("").to_string();
         EndpointConfig {
             aliases: v
                 .get("Aliases")
                 .and_then(|a| a.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
             ipv4: s(v.get("IPAMConfig").and_then(|i| i.get("IPv4Address"))),
         }

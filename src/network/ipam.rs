@@ -45,7 +45,10 @@ pub fn validate(req: &PoolRequest) -> Result<Pool, String> {
         ));
     };
     if addr != subnet.base() {
-        errs.push(format!("invalid subnet {}: it should be {subnet}", req.subnet));
+        errs.push(format!(
+            "invalid subnet {}: it should be {subnet}",
+            req.subnet
+        ));
     }
     if subnet.prefix() > 30 {
         errs.push(format!(
@@ -59,9 +62,10 @@ pub fn validate(req: &PoolRequest) -> Result<Pool, String> {
                 "invalid ip-range {}: invalid CIDR block notation",
                 req.ip_range
             )),
-            Some((a, r)) if a != r.base() => {
-                errs.push(format!("invalid ip-range {}: it should be {r}", req.ip_range))
-            }
+            Some((a, r)) if a != r.base() => errs.push(format!(
+                "invalid ip-range {}: it should be {r}",
+                req.ip_range
+            )),
             Some((_, r)) if !subnet.contains_subnet(&r) => errs.push(format!(
                 "invalid ip-range {}: parent subnet {subnet} doesn't contain ip-range {r}",
                 req.ip_range
@@ -74,10 +78,7 @@ pub fn validate(req: &PoolRequest) -> Result<Pool, String> {
     } else {
         match req.gateway.parse::<Ipv4Addr>() {
             Err(_) => {
-                errs.push(format!(
-                    "invalid gateway {}: invalid address",
-                    req.gateway
-                ));
+                errs.push(format!("invalid gateway {}: invalid address", req.gateway));
                 subnet.base()
             }
             Ok(g) if !subnet.contains(g) => {
@@ -215,20 +216,34 @@ mod tests {
         // .0 network, .1 gateway, .7 broadcast.
         assert_eq!(got, [2, 3, 4, 5, 6]);
         let r = validate(&req("172.30.1.0/24", "", "172.30.1.64/30")).unwrap();
-        assert_eq!(r.allocate(&HashSet::new()), Some(Ipv4Addr::new(172, 30, 1, 64)));
+        assert_eq!(
+            r.allocate(&HashSet::new()),
+            Some(Ipv4Addr::new(172, 30, 1, 64))
+        );
     }
 
     #[test]
     fn static_addresses() {
         let p = Pool::on(sub("172.30.1.0/24"));
         let taken: HashSet<_> = [Ipv4Addr::new(172, 30, 1, 9)].into();
-        assert_eq!(p.check_static(Ipv4Addr::new(172, 30, 1, 10), &taken), Ok(()));
+        assert_eq!(
+            p.check_static(Ipv4Addr::new(172, 30, 1, 10), &taken),
+            Ok(())
+        );
         assert_eq!(
             p.check_static(Ipv4Addr::new(172, 30, 1, 9), &taken),
             Err(StaticError::Taken)
         );
-        for bad in [[172, 30, 2, 9], [172, 30, 1, 1], [172, 30, 1, 255], [172, 30, 1, 0]] {
-            assert_eq!(p.check_static(bad.into(), &taken), Err(StaticError::Outside));
+        for bad in [
+            [172, 30, 2, 9],
+            [172, 30, 1, 1],
+            [172, 30, 1, 255],
+            [172, 30, 1, 0],
+        ] {
+            assert_eq!(
+                p.check_static(bad.into(), &taken),
+                Err(StaticError::Outside)
+            );
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::ipam::{self, Pool, PoolRequest};
-use super::network::PREDEFINED;
+use super::model::PREDEFINED;
 use super::{blocking, netlink, new_id, NetConfig, Network, NetworkService};
 use crate::error::{EngineError, EngineResult};
 use crate::filters::Filters;
@@ -43,7 +43,9 @@ impl NetworkService {
                 "network name cannot be empty".into(),
             ));
         }
-        if !crate::container::create::valid_name(&req.name) {
+        let mut chars = req.name.bytes();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) {
             return Err(EngineError::InvalidParameter(format!(
                 "invalid network name {:?}, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                 req.name
@@ -127,7 +129,10 @@ impl NetworkService {
                 "bridge name {bridge} is already in use by another network"
             )));
         }
-        let used: Vec<_> = existing.iter().filter_map(|n| Some(n.pool()?.subnet)).collect();
+        let used: Vec<_> = existing
+            .iter()
+            .filter_map(|n| Some(n.pool()?.subnet))
+            .collect();
         let pool = match explicit {
             Some(p) => {
                 if used.iter().any(|u| u.overlaps(&p.subnet)) {
@@ -173,14 +178,13 @@ impl NetworkService {
         };
         // Row first: a crash before the bridge exists is repaired at start.
         let row = net.to_row();
-        self.store.call(move |conn| rows::insert(conn, &row)).await?;
+        self.store
+            .call(move |conn| rows::insert(conn, &row))
+            .await?;
         if let Err(e) = self.wire_network(&net).await {
             let (bridge, id) = (net.config.bridge.clone(), net.id.clone());
             let _ = blocking(move || netlink::delete_link(&bridge)).await;
-            let _ = self
-                .store
-                .call(move |conn| rows::delete(conn, &id))
-                .await;
+            let _ = self.store.call(move |conn| rows::delete(conn, &id)).await;
             let _ = self.reload_rules().await;
             return Err(e);
         }
@@ -213,7 +217,10 @@ impl NetworkService {
 
     async fn remove_locked(&self, net: &Network) -> EngineResult<()> {
         let id = net.id.clone();
-        let active = self.store.call(move |conn| rows::leases_on(conn, &id)).await?;
+        let active = self
+            .store
+            .call(move |conn| rows::leases_on(conn, &id))
+            .await?;
         if !active.is_empty() {
             return Err(EngineError::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
@@ -253,13 +260,9 @@ impl NetworkService {
                     && f.any_or_absent("id", |v| n.id.starts_with(v))
                     && f.any_or_absent("driver", |v| n.driver == v)
                     && f.any_or_absent("scope", |v| v == "local")
-                    && f.any_or_absent("type", |v| {
-                        (v == "builtin") == n.is_predefined()
-                    })
+                    && f.any_or_absent("type", |v| (v == "builtin") == n.is_predefined())
                     && f.labels_match("label", &n.config.labels)
-                    && dangling.is_none_or(|d| {
-                        d == (!n.is_predefined() && !in_use.contains(&n.id))
-                    })
+                    && dangling.is_none_or(|d| d == (!n.is_predefined() && !in_use.contains(&n.id)))
             })
             .collect())
     }
@@ -322,7 +325,10 @@ impl NetworkService {
     pub async fn active_endpoints(&self, net: &Network) -> EngineResult<Vec<ActiveEndpoint>> {
         let id = net.id.clone();
         let prefix = net.pool().map(|p| p.subnet.prefix()).unwrap_or(0);
-        let leases = self.store.call(move |conn| rows::leases_on(conn, &id)).await?;
+        let leases = self
+            .store
+            .call(move |conn| rows::leases_on(conn, &id))
+            .await?;
         Ok(leases
             .into_iter()
             .map(|lease| ActiveEndpoint { lease, prefix })

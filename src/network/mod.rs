@@ -5,7 +5,7 @@
 //! - [`subnet`] and [`ipam`]: address arithmetic, subnet choice and
 //!   address allocation (pure);
 //! - [`netlink`], [`netns`], [`iptables`]: the kernel side;
-//! - [`network`]: the `Network` type and its JSON config;
+//! - [`model`]: the `Network` type and its JSON config;
 //! - [`manage`]: create, remove, prune, list (the `/networks` verbs);
 //! - [`endpoint`]: a container's attachments: planned at create, wired
 //!   at start into a pinned namespace handed to the runtime, undone at
@@ -17,12 +17,12 @@
 //! and writes its own in the same critical section.
 
 pub mod endpoint;
-pub mod iptables;
 pub mod ipam;
+pub mod iptables;
 pub mod manage;
+pub mod model;
 pub mod netlink;
 pub mod netns;
-pub mod network;
 pub mod reconcile;
 pub mod subnet;
 
@@ -33,7 +33,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::events::{Event, EventBus};
 use crate::store::networks as rows;
 use crate::store::Store;
-pub use network::{NetConfig, Network};
+pub use model::{NetConfig, Network};
 use subnet::Subnet;
 
 /// The daemon settings the engine needs.

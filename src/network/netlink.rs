@@ -40,23 +40,24 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let netns: Option<PathBuf> = netns.map(Path::to_path_buf);
-    let worker = std::thread::Builder::new()
-        .name("netlink".into())
-        .spawn(move || -> Result<T> {
-            if let Some(p) = &netns {
-                let ns = std::fs::File::open(p)?;
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)?;
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()?;
-            rt.block_on(async move {
-                let (conn, handle, _) = rtnetlink::new_connection()?;
-                tokio::spawn(conn);
-                f(handle).await
-            })
-        })?;
+    let worker =
+        std::thread::Builder::new()
+            .name("netlink".into())
+            .spawn(move || -> Result<T> {
+                if let Some(p) = &netns {
+                    let ns = std::fs::File::open(p)?;
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()?;
+                rt.block_on(async move {
+                    let (conn, handle, _) = rtnetlink::new_connection()?;
+                    tokio::spawn(conn);
+                    f(handle).await
+                })
+            })?;
     worker
         .join()
         .map_err(|_| NetlinkError::Io(std::io::Error::other("netlink thread panicked")))?
@@ -175,7 +176,11 @@ fn plug_veth(spec: &VethSpec, netns: &Path) -> Result<()> {
         let p = index_of(&h, &peer)
             .await?
             .ok_or_else(|| NetlinkError::NoLink(peer.clone()))?;
-        h.link().set(p).setns_by_fd(ns.as_raw_fd()).execute().await?;
+        h.link()
+            .set(p)
+            .setns_by_fd(ns.as_raw_fd())
+            .execute()
+            .await?;
         Ok(())
     })
 }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::ipam::{self, Pool};
-use super::network::NetConfig;
+use super::model::NetConfig;
 use super::{blocking, netlink, netns, new_id, Network, NetworkService};
 use crate::error::EngineResult;
 use crate::store::networks as rows;
@@ -193,7 +193,12 @@ impl NetworkService {
         Ok(Pool::on(subnet))
     }
 
-    async fn insert_predefined(&self, name: &str, driver: &str, config: NetConfig) -> EngineResult<()> {
+    async fn insert_predefined(
+        &self,
+        name: &str,
+        driver: &str,
+        config: NetConfig,
+    ) -> EngineResult<()> {
         let net = Network {
             id: new_id(),
             name: name.into(),

@@ -128,7 +128,15 @@ mod tests {
         let (addr, net) = Subnet::parse("172.20.1.5/16").unwrap();
         assert_eq!(addr, Ipv4Addr::new(172, 20, 1, 5));
         assert_eq!(net.to_string(), "172.20.0.0/16");
-        for bad in ["", "1.2.3.4", "1.2.3.4/", "1.2.3.4/33", "1.2.3/8", "x/8", "1.2.3.4/+1"] {
+        for bad in [
+            "",
+            "1.2.3.4",
+            "1.2.3.4/",
+            "1.2.3.4/33",
+            "1.2.3/8",
+            "x/8",
+            "1.2.3.4/+1",
+        ] {
             assert!(Subnet::parse(bad).is_none(), "{bad}");
         }
         assert_eq!(s("0.0.0.0/0").size(), 1 << 32);
@@ -152,8 +160,19 @@ mod tests {
         assert_eq!(n.broadcast(), Ipv4Addr::new(192, 168, 7, 15));
         assert_eq!(n.offset(Ipv4Addr::new(192, 168, 7, 9)), Some(9));
         assert_eq!(n.offset(Ipv4Addr::new(192, 168, 8, 9)), None);
-        let parts: Vec<String> = s("172.28.0.0/14").split(16).map(|x| x.to_string()).collect();
-        assert_eq!(parts, ["172.28.0.0/16", "172.29.0.0/16", "172.30.0.0/16", "172.31.0.0/16"]);
+        let parts: Vec<String> = s("172.28.0.0/14")
+            .split(16)
+            .map(|x| x.to_string())
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "172.28.0.0/16",
+                "172.29.0.0/16",
+                "172.30.0.0/16",
+                "172.31.0.0/16"
+            ]
+        );
         assert_eq!(s("10.0.0.0/24").split(8).count(), 0);
     }
 

@@ -126,7 +126,11 @@ pub fn insert_endpoint(conn: &Connection, e: &EndpointRow) -> EngineResult<()> {
     Ok(())
 }
 
-pub fn delete_endpoint(conn: &Connection, container_id: &str, network_id: &str) -> EngineResult<bool> {
+pub fn delete_endpoint(
+    conn: &Connection,
+    container_id: &str,
+    network_id: &str,
+) -> EngineResult<bool> {
     Ok(conn.execute(
         "DELETE FROM endpoints WHERE container_id = ?1 AND network_id = ?2",
         params![container_id, network_id],
@@ -152,7 +156,15 @@ pub fn endpoints_on(conn: &Connection, network_id: &str) -> EngineResult<Vec<End
 pub fn insert_lease(conn: &Connection, l: &LeaseRow) -> EngineResult<()> {
     conn.execute(
         &format!("INSERT INTO ip_leases ({LEASE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![l.network_id, l.address, l.container_id, l.endpoint_id, l.mac, l.ifname, l.veth],
+        params![
+            l.network_id,
+            l.address,
+            l.container_id,
+            l.endpoint_id,
+            l.mac,
+            l.ifname,
+            l.veth
+        ],
     )?;
     Ok(())
 }
