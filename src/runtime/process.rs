@@ -169,6 +169,10 @@ pub fn rlimit_resource(name: &str) -> Option<u32> {
 /// runc's order.
 pub fn apply_credentials(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), InitError> {
     let p = &spec.process;
+    if let Some(adj) = p.oom_score_adj {
+        // Lowering it needs CAP_SYS_RESOURCE: before any capability goes.
+        sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())?;
+    }
     for r in &p.rlimits {
         let res =
             rlimit_resource(&r.name).ok_or_else(|| InitError::UnknownRlimit(r.name.clone()))?;
@@ -300,6 +304,7 @@ mod tests {
         spec.process.gid = 100;
         spec.process.additional_gids = vec![10, 20];
         spec.process.no_new_privileges = true;
+        spec.process.oom_score_adj = Some(-500);
         spec.process.rlimits = vec![Rlimit {
             name: "nofile".into(),
             soft: 1024,
@@ -314,6 +319,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{s} missing in {calls:#?}"))
         };
         assert!(calls.contains(&"setrlimit 7 1024 2048".to_string()));
+        assert_eq!(calls[0], "write /proc/self/oom_score_adj -500");
         assert!(calls.contains(&"drop_bounding 21".to_string()));
         assert!(!calls.contains(&"drop_bounding 0".to_string()));
         assert!(pos("drop_bounding") < pos("keepcaps true"));

@@ -59,6 +59,18 @@ pub trait Sys {
     fn create_file(&self, path: &Path) -> Result<(), SysError>;
     /// A character device with exactly `mode` (no umask), owned by root.
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), SysError>;
+    /// A char (`c`) or block (`b`) device with exactly `mode`.
+    fn mknod_device(
+        &self,
+        path: &Path,
+        kind: char,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    ) -> Result<(), SysError>;
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), SysError>;
+    /// Writes `data` to an existing file (`/proc/sys/...`, `/proc/self/...`).
+    fn write_file(&self, path: &Path, data: &str) -> Result<(), SysError>;
     /// Creates (or replaces) the symlink `link` -> `target`.
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), SysError>;
     fn kind(&self, path: &Path) -> Option<FileKind>;
@@ -158,6 +170,44 @@ impl Sys for LinuxSys {
         let r = unsafe { libc::chmod(c.as_ptr(), mode) };
         Errno::result(r).map_err(|e| SysError::new("chmod", path.display(), e))?;
         Ok(())
+    }
+
+    fn mknod_device(
+        &self,
+        path: &Path,
+        kind: char,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    ) -> Result<(), SysError> {
+        let fmt = match kind {
+            'c' => libc::S_IFCHR,
+            'b' => libc::S_IFBLK,
+            _ => return Err(SysError::new("mknod", path.display(), Errno::EINVAL)),
+        };
+        let c = cstr(path)?;
+        let dev = libc::makedev(major as u32, minor as u32);
+        // SAFETY: c is a valid NUL-terminated path.
+        let r = unsafe { libc::mknod(c.as_ptr(), fmt | (mode & 0o7777), dev) };
+        Errno::result(r).map_err(|e| SysError::new("mknod", path.display(), e))?;
+        // SAFETY: as above.
+        let r = unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
+        Errno::result(r).map_err(|e| SysError::new("chmod", path.display(), e))?;
+        Ok(())
+    }
+
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), SysError> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .map_err(|e| SysError::new("chown", path.display(), io_errno(&e)))
+    }
+
+    fn write_file(&self, path: &Path, data: &str) -> Result<(), SysError> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(data.as_bytes()))
+            .map_err(|e| SysError::new("write", path.display(), io_errno(&e)))
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), SysError> {
@@ -441,6 +491,25 @@ impl Sys for FakeSys {
     }
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), SysError> {
         self.record(format!("mknod {} {mode:o} {major}:{minor}", path.display()))
+    }
+    fn mknod_device(
+        &self,
+        path: &Path,
+        kind: char,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    ) -> Result<(), SysError> {
+        self.record(format!(
+            "mknod {} {kind} {mode:o} {major}:{minor}",
+            path.display()
+        ))
+    }
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), SysError> {
+        self.record(format!("chown {} {uid}:{gid}", path.display()))
+    }
+    fn write_file(&self, path: &Path, data: &str) -> Result<(), SysError> {
+        self.record(format!("write {} {data}", path.display()))
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), SysError> {
         self.record(format!(
