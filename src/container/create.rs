@@ -202,7 +202,11 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
         _ => vec![],
     };
     for (k, v) in &req.host_config {
-        if HOST_KEYS.contains(&k.as_str()) || resource_keys.contains(k) || is_zero(v) {
+        if HOST_KEYS.contains(&k.as_str())
+            || super::security::HOST_KEYS.contains(&k.as_str())
+            || resource_keys.contains(k)
+            || is_zero(v)
+        {
             continue;
         }
         return Err(match k.as_str() {
@@ -365,6 +369,7 @@ impl ContainerService {
             )));
         }
         check_unsupported(&mut req)?;
+        super::security::validate(&req.host_config)?;
         let mut res: Resources = serde_json::from_value(Value::Object(req.host_config.clone()))
             .map_err(|e| EngineError::InvalidParameter(format!("invalid HostConfig: {e}")))?;
         res.allow_all_devices = req

@@ -23,6 +23,7 @@ pub mod create;
 pub mod list;
 pub mod logs;
 pub mod remove;
+pub mod security;
 pub mod start;
 pub mod state;
 pub mod stop;
