@@ -134,12 +134,16 @@ pub fn validate(hc: &serde_json::Map<String, Value>) -> EngineResult<()> {
     }
     for d in &o.dns {
         if d.parse::<IpAddr>().is_err() {
-            return Err(invalid(format!("IP address is not correctly formatted: {d}")));
+            return Err(invalid(format!(
+                "IP address is not correctly formatted: {d}"
+            )));
         }
     }
     for s in o.dns_search.iter().chain(&o.dns_options) {
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '\0') {
-            return Err(invalid(format!("invalid DNS search domain or option: {s:?}")));
+            return Err(invalid(format!(
+                "invalid DNS search domain or option: {s:?}"
+            )));
         }
     }
     for h in &o.extra_hosts {
@@ -681,8 +685,10 @@ mod tests {
             err(r#"{"CapDrop":["CAP_NOPE"]}"#),
             r#"invalid CapDrop: unknown capability: "CAP_NOPE""#
         );
-        validate(&hc(r#"{"CapAdd":["net_admin","CAP_SYS_TIME","all"],"CapDrop":null}"#))
-            .expect("valid");
+        validate(&hc(
+            r#"{"CapAdd":["net_admin","CAP_SYS_TIME","all"],"CapDrop":null}"#,
+        ))
+        .expect("valid");
         let caps = tweak_caps(&["sys_admin".into()], &["chown".into(), "Net_Raw".into()]).unwrap();
         assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()));
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
@@ -700,9 +706,8 @@ mod tests {
 
     #[test]
     fn security_opts() {
-        let p = |o: &[&str]| {
-            parse_security_opts(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        };
+        let p =
+            |o: &[&str]| parse_security_opts(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(p(&["no-new-privileges"]).unwrap().no_new_privileges);
         assert!(p(&["no-new-privileges:true"]).unwrap().no_new_privileges);
         assert!(p(&["no-new-privileges=true"]).unwrap().no_new_privileges);
@@ -711,7 +716,12 @@ mod tests {
                 .unwrap()
                 .no_new_privileges
         );
-        p(&["seccomp=unconfined", "apparmor=unconfined", "seccomp:unconfined"]).expect("ok");
+        p(&[
+            "seccomp=unconfined",
+            "apparmor=unconfined",
+            "seccomp:unconfined",
+        ])
+        .expect("ok");
         assert_eq!(
             p(&["no-new-privileges=maybe"]).unwrap_err().to_string(),
             r#"invalid --security-opt 2: "no-new-privileges=maybe""#
@@ -727,9 +737,16 @@ mod tests {
         let e = p(&[r#"seccomp={"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}"#])
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with(r#"SecurityOpt "seccomp={\"defaultAction\""#), "{e}");
+        assert!(
+            e.starts_with(r#"SecurityOpt "seccomp={\"defaultAction\""#),
+            "{e}"
+        );
         assert!(e.contains("only seccomp=unconfined"), "{e}");
-        for o in ["label=level:s0", "apparmor=docker-default", "seccomp=builtin"] {
+        for o in [
+            "label=level:s0",
+            "apparmor=docker-default",
+            "seccomp=builtin",
+        ] {
             let e = p(&[o]).unwrap_err().to_string();
             assert!(e.contains("not supported by mydocker"), "{o}: {e}");
         }
@@ -808,8 +825,10 @@ mod tests {
             err(r#"{"OomScoreAdj":1001}"#),
             "Invalid value 1001, range for oom score adj is [-1000, 1000]"
         );
-        validate(&hc(r#"{"OomScoreAdj":-1000,"Init":true,"GroupAdd":["wheel","42"]}"#))
-            .expect("valid");
+        validate(&hc(
+            r#"{"OomScoreAdj":-1000,"Init":true,"GroupAdd":["wheel","42"]}"#,
+        ))
+        .expect("valid");
         assert_eq!(
             err(r#"{"Dns":["1.2.3"]}"#),
             "IP address is not correctly formatted: 1.2.3"
@@ -850,7 +869,9 @@ mod tests {
         assert_eq!(spec.process.oom_score_adj, Some(300));
         assert_eq!(spec.process.rlimits[0].soft, 100);
         assert_eq!(spec.sysctls["kernel.shmmax"], "99");
-        assert!(opts.hosts_file().ends_with("ff02::2\tip6-allrouters\n10.0.0.2\tdb\n"));
+        assert!(opts
+            .hosts_file()
+            .ends_with("ff02::2\tip6-allrouters\n10.0.0.2\tdb\n"));
         assert_eq!(
             opts.resolv_conf("nameserver 127.0.0.53\nsearch lan\noptions edns0\n"),
             "nameserver 9.9.9.9\nsearch lan\noptions edns0\n"
@@ -876,7 +897,10 @@ mod tests {
             dns_search: vec![".".into()],
             ..Default::default()
         };
-        assert_eq!(opts.resolv_conf("nameserver 1.1.1.1\nsearch a b\n"), "nameserver 1.1.1.1\n");
+        assert_eq!(
+            opts.resolv_conf("nameserver 1.1.1.1\nsearch a b\n"),
+            "nameserver 1.1.1.1\n"
+        );
     }
 
     #[test]
@@ -909,7 +933,10 @@ mod tests {
         assert_eq!(spec.process.additional_gids, vec![10, 29, 50, 1234]);
         assert_eq!(spec.devices.len(), 1);
         let d = &spec.devices[0];
-        assert_eq!((d.path.as_str(), d.kind, d.major, d.minor), ("/dev/mynull", 'c', 1, 3));
+        assert_eq!(
+            (d.path.as_str(), d.kind, d.major, d.minor),
+            ("/dev/mynull", 'c', 1, 3)
+        );
         let mut spec = ContainerSpec::default();
         spec.process.uid = 33;
         StartOptions::default()

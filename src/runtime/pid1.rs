@@ -69,6 +69,9 @@ pub(crate) fn run(
     // SAFETY: as above.
     Errno::result(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()) })
         .map_err(sys("sigprocmask"))?;
+    // Before the fork, so nothing in the container ever sees PID 1 under
+    // the monitor's name (the child's execve replaces both for itself).
+    set_title(title_text);
     // Closed by the child's successful execve; carries its errno otherwise.
     let (exec_r, exec_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
@@ -112,7 +115,6 @@ pub(crate) fn run(
                     Errno::from_raw(i32::from_ne_bytes(buf)),
                 ));
             }
-            set_title(title_text);
             // Nothing of the monitor stays open in PID 1: closing the sync
             // pipe is also what tells the monitor the start succeeded.
             // SAFETY: PID 1 never returns into code owning these fds; it

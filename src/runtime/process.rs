@@ -178,10 +178,13 @@ pub fn apply_credentials(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), Init
             rlimit_resource(&r.name).ok_or_else(|| InitError::UnknownRlimit(r.name.clone()))?;
         sys.setrlimit(res, r.soft, r.hard)?;
     }
+    // Never more than we hold: a daemon running without some capability
+    // (a restricted host) cannot grant it.
+    let held = all_capabilities() & sys.permitted_caps()?;
     let caps = if spec.privileged {
-        all_capabilities()
+        held
     } else {
-        capability_mask(&p.capabilities)? & all_capabilities()
+        capability_mask(&p.capabilities)? & held
     };
     let last = 63 - all_capabilities().leading_zeros();
     for cap in 0..=last {

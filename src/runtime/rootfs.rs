@@ -644,7 +644,9 @@ mod tests {
                 < index_of(&calls, "mknod /b/merged/dev/disk/sda b 660 8:0")
         );
         assert!(
-            !calls.iter().any(|c| c.starts_with("mknod /b/merged/dev/null c")),
+            !calls
+                .iter()
+                .any(|c| c.starts_with("mknod /b/merged/dev/null c")),
             "an existing node is kept: {calls:#?}"
         );
         // Sysctls after the pivot, before /proc/sys turns read-only.

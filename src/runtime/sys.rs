@@ -88,6 +88,8 @@ pub trait Sys {
     /// Sets effective, permitted and inheritable (bit masks).
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), SysError>;
     fn clear_ambient(&self) -> Result<(), SysError>;
+    /// This process's permitted capabilities (a mask).
+    fn permitted_caps(&self) -> Result<u64, SysError>;
     fn set_no_new_privs(&self) -> Result<(), SysError>;
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> Result<(), SysError>;
 }
@@ -339,6 +341,31 @@ impl Sys for LinuxSys {
         }
     }
 
+    fn permitted_caps(&self) -> Result<u64, SysError> {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut hdr = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: header and two data words, as capget(2) expects for
+        // _LINUX_CAPABILITY_VERSION_3.
+        let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
+        Errno::result(r).map_err(|e| SysError::new("capget", "", e))?;
+        Ok(u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32))
+    }
+
     fn set_no_new_privs(&self) -> Result<(), SysError> {
         nix::sys::prctl::set_no_new_privs().map_err(|e| SysError::new("prctl", "NO_NEW_PRIVS", e))
     }
@@ -552,6 +579,9 @@ impl Sys for FakeSys {
     }
     fn clear_ambient(&self) -> Result<(), SysError> {
         self.record("clear_ambient".into())
+    }
+    fn permitted_caps(&self) -> Result<u64, SysError> {
+        Ok(u64::MAX)
     }
     fn set_no_new_privs(&self) -> Result<(), SysError> {
         self.record("no_new_privs".into())
