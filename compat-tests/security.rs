@@ -199,6 +199,16 @@ fn capabilities_security_opts_and_privileged() {
     assert!(plain.contains(" /proc/sys proc ro,"), "{plain}");
     assert!(!plain.lines().any(|l| l == "kmsg"), "{plain}");
 
+    // Sharing the host's namespaces is not served yet: named 400s.
+    for (flag, key) in [
+        ("--pid=host", "PidMode"),
+        ("--ipc=host", "IpcMode"),
+        ("--uts=host", "UTSMode"),
+        ("--userns=host", "UsernsMode"),
+    ] {
+        refused(&d, &[flag], key);
+    }
+
     let id = d.docker_ok(&[
         "create",
         "--name",

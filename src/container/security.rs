@@ -9,6 +9,10 @@
 //! needs the image's files or the host's `/dev` to the blocking part of the
 //! start, and renders `/etc/hosts` and `/etc/resolv.conf`.
 //!
+//! `Devices` are made as nodes on both cgroup versions, but the devices
+//! cgroup only enforces access on v1: on v2 that takes an eBPF program we
+//! do not load yet (the cgroup manager reports it as a note at start).
+//!
 //! Not applied, and refused rather than ignored: seccomp and AppArmor
 //! profiles (we load none, so only `unconfined` is accepted, which is what
 //! every container gets), SELinux labels, `host-gateway`.

@@ -97,6 +97,24 @@ pub trait Sys {
 /// The real thing.
 pub struct LinuxSys;
 
+/// capget(2)/capset(2)'s header, `_LINUX_CAPABILITY_VERSION_3`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// One of the two 32-bit halves of the capability sets.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
 fn cstr(p: &Path) -> Result<CString, SysError> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| SysError::new("path", p.display(), Errno::EINVAL))
@@ -162,16 +180,7 @@ impl Sys for LinuxSys {
     }
 
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), SysError> {
-        let c = cstr(path)?;
-        let dev = libc::makedev(major as u32, minor as u32);
-        // SAFETY: c is a valid NUL-terminated path.
-        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | mode, dev) };
-        Errno::result(r).map_err(|e| SysError::new("mknod", path.display(), e))?;
-        // mknod's mode went through the umask; chmod sets it exactly.
-        // SAFETY: as above.
-        let r = unsafe { libc::chmod(c.as_ptr(), mode) };
-        Errno::result(r).map_err(|e| SysError::new("chmod", path.display(), e))?;
-        Ok(())
+        self.mknod_device(path, 'c', mode, major, minor)
     }
 
     fn mknod_device(
@@ -283,21 +292,8 @@ impl Sys for LinuxSys {
     }
 
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), SysError> {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        const VERSION_3: u32 = 0x2008_0522;
-        let hdr = Header {
-            version: VERSION_3,
+        let hdr = CapHeader {
+            version: CAP_VERSION_3,
             pid: 0,
         };
         let split = |m: u64| (m as u32, (m >> 32) as u32);
@@ -305,12 +301,12 @@ impl Sys for LinuxSys {
         let (p0, p1) = split(permitted);
         let (i0, i1) = split(inheritable);
         let data = [
-            Data {
+            CapData {
                 effective: e0,
                 permitted: p0,
                 inheritable: i0,
             },
-            Data {
+            CapData {
                 effective: e1,
                 permitted: p1,
                 inheritable: i1,
@@ -342,23 +338,11 @@ impl Sys for LinuxSys {
     }
 
     fn permitted_caps(&self) -> Result<u64, SysError> {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let mut hdr = Header {
-            version: 0x2008_0522,
+        let mut hdr = CapHeader {
+            version: CAP_VERSION_3,
             pid: 0,
         };
-        let mut data = [Data::default(); 2];
+        let mut data = [CapData::default(); 2];
         // SAFETY: header and two data words, as capget(2) expects for
         // _LINUX_CAPABILITY_VERSION_3.
         let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
