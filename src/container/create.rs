@@ -204,7 +204,11 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
         _ => vec![],
     };
     for (k, v) in &req.host_config {
-        if HOST_KEYS.contains(&k.as_str()) || resource_keys.contains(k) || is_zero(v) {
+        if HOST_KEYS.contains(&k.as_str())
+            || super::security::HOST_KEYS.contains(&k.as_str())
+            || resource_keys.contains(k)
+            || is_zero(v)
+        {
             continue;
         }
         return Err(match k.as_str() {
@@ -356,6 +360,7 @@ impl ContainerService {
             )));
         }
         check_unsupported(&mut req)?;
+        super::security::validate(&req.host_config)?;
         let mut res: Resources = serde_json::from_value(Value::Object(req.host_config.clone()))
             .map_err(|e| EngineError::InvalidParameter(format!("invalid HostConfig: {e}")))?;
         res.allow_all_devices = req
@@ -423,8 +428,9 @@ impl ContainerService {
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_string();
         }
-        let name = if name.is_empty() { random_name() } else { name };
-        let row = ContainerRow {
+        let generated = name.is_empty();
+        let name = if generated { random_name() } else { name };
+        let mut row = ContainerRow {
             id: id.clone(),
             name,
             image_id: image.row.id.clone(),
@@ -445,19 +451,29 @@ impl ContainerService {
             .await
             .map_err(EngineError::internal)??;
         }
-        let r = row.clone();
+        let mut r = row.clone();
         let inserted = self
             .store
             .call(move |conn| {
-                if let Some(other) = rows::by_name(conn, &r.name)? {
-                    return Ok(Err(other.id));
+                // A generated name that is taken gets a digit appended, as
+                // dockerd's generator does on retry.
+                for _ in 0..10 {
+                    match rows::by_name(conn, &r.name)? {
+                        Some(_) if generated => {
+                            r.name = format!("{}{}", r.name, rand::random::<u8>() % 10)
+                        }
+                        Some(other) => return Ok(Err(other.id)),
+                        None => {
+                            rows::insert(conn, &r)?;
+                            return Ok(Ok(r.name));
+                        }
+                    }
                 }
-                rows::insert(conn, &r)?;
-                Ok(Ok(()))
+                Err(EngineError::Internal("no free container name".into()))
             })
             .await;
         match inserted {
-            Ok(Ok(())) => {}
+            Ok(Ok(name)) => row.name = name,
             other => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 return match other {
@@ -466,7 +482,7 @@ impl ContainerService {
                         row.name
                     ))),
                     Err(e) => Err(e),
-                    Ok(Ok(())) => unreachable!("handled above"),
+                    Ok(Ok(_)) => unreachable!("handled above"),
                 };
             }
         }

@@ -30,6 +30,7 @@ pub mod rename;
 pub mod resize;
 pub mod restart;
 pub mod restart_policy;
+pub mod security;
 pub mod size;
 pub mod start;
 pub mod state;

@@ -24,6 +24,7 @@ struct StartPlan {
     cgroup_root: PathBuf,
     exe: PathBuf,
     host_resolv: PathBuf,
+    security: super::security::StartOptions,
 }
 
 /// Who starts a container: the user resets the restart policy's count
@@ -174,6 +175,7 @@ impl ContainerService {
                 .map(|s| s.to_string())
                 .collect();
         }
+        let security = super::security::plan(hc, &mut spec)?;
         let mut user_layers = vec![dir.join("upper")];
         user_layers.extend(layers);
         Ok(StartPlan {
@@ -184,6 +186,7 @@ impl ContainerService {
             cgroup_root: self.cgroup_root.clone(),
             exe: self.exe.clone(),
             host_resolv: PathBuf::from("/etc/resolv.conf"),
+            security,
         })
     }
 
@@ -349,6 +352,12 @@ fn launch(mut plan: StartPlan) -> Result<(MonitorHandle, String), LaunchError> {
     if !plan.spec.process.env.iter().any(|e| e.starts_with("HOME=")) {
         plan.spec.process.env.push(format!("HOME={home}"));
     }
+    plan.security
+        .apply(&mut plan.spec, &plan.layers, &plan.user)
+        .map_err(|message| LaunchError::Start {
+            message,
+            exit_code: 128,
+        })?;
     write_etc_files(&plan).map_err(|e| other(&e))?;
     plan.spec.save().map_err(|e| other(&e))?;
     let cg_path = plan
@@ -411,31 +420,17 @@ fn write_etc_files(plan: &StartPlan) -> std::io::Result<()> {
         fs::write(p, format!("{}\n", plan.spec.hostname))?;
     }
     if let Some(p) = &files.hosts {
-        fs::write(
-            p,
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        )?;
+        fs::write(p, plan.security.hosts_file())?;
     }
     if let Some(p) = &files.resolv_conf {
-        // The host's file without loopback resolvers, which cannot answer
-        // from the container's own network namespace (dockerd does the same).
         let host = fs::read_to_string(&plan.host_resolv).unwrap_or_default();
-        let kept: Vec<&str> = host
-            .lines()
-            .filter(|l| {
-                let mut w = l.split_whitespace();
-                !(w.next() == Some("nameserver")
-                    && w.next()
-                        .is_some_and(|a| a.starts_with("127.") || a == "::1"))
-            })
-            .collect();
-        fs::write(p, kept.join("\n") + "\n")?;
+        fs::write(p, plan.security.resolv_conf(&host))?;
     }
     Ok(())
 }
 
 /// The first `etc/<name>` found through the layers (top first).
-fn read_layered(layers: &[PathBuf], name: &str) -> String {
+pub(super) fn read_layered(layers: &[PathBuf], name: &str) -> String {
     layers
         .iter()
         .find_map(|l| fs::read_to_string(l.join("etc").join(name)).ok())
