@@ -83,6 +83,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         }));
     }
     containers.reconcile_dirs().await?;
+    containers.volumes.reconcile_dirs().await?;
     containers.reattach().await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {

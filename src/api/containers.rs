@@ -16,6 +16,7 @@ use super::params::{self, Query as Q};
 use super::{ApiVersion, AppState};
 use crate::container::attach::{AttachOptions, AttachSession};
 use crate::container::list::ListOptions;
+use crate::container::mounts::MountPoint;
 use crate::container::wait::WaitCondition;
 use crate::container::{Container, CreateRequest};
 use crate::logs::ReadOptions;
@@ -53,12 +54,13 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Js
         filters: params::filters(&q)?,
     };
     let now = chrono::Utc::now();
+    let mounts = s.containers.all_mount_points().await?;
     let out: Vec<Value> = s
         .containers
         .list(&opts)
         .await?
         .iter()
-        .map(|c| summary_json(c, now))
+        .map(|c| summary_json(c, now, mounts.get(c.id()).map(Vec::as_slice).unwrap_or(&[])))
         .collect();
     Ok(Json(Value::Array(out)))
 }
@@ -93,7 +95,8 @@ pub async fn dispatch(
     match (&method, action) {
         (&Method::GET, "json") => {
             let c = s.containers.get(id).await?;
-            Ok(Json(inspect_json(&s, &c)).into_response())
+            let mounts = s.containers.mount_points(c.id()).await?;
+            Ok(Json(inspect_json(&s, &c, &mounts)).into_response())
         }
         (&Method::POST, "start") => {
             s.containers.start(id).await?;
@@ -146,8 +149,9 @@ pub async fn dispatch(
             if params::flag(&q, "link") {
                 return Err(ApiError::bad_request("links are not supported by mydocker"));
             }
-            // `v` (anonymous volumes): there are none yet.
-            s.containers.remove(id, params::flag(&q, "force")).await?;
+            s.containers
+                .remove(id, params::flag(&q, "force"), params::flag(&q, "v"))
+                .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Ok(super::unsupported::not_implemented(uri, req).await),
@@ -316,7 +320,7 @@ fn network_mode(c: &Container) -> String {
         .to_string()
 }
 
-fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>) -> Value {
+fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>, mounts: &[MountPoint]) -> Value {
     json!({
         "Id": c.row.id,
         "Names": [c.slash_name()],
@@ -330,11 +334,11 @@ fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>) -> Value {
         "Status": c.state.human_status(now),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": [],
+        "Mounts": mounts,
     })
 }
 
-fn inspect_json(s: &AppState, c: &Container) -> Value {
+fn inspect_json(s: &AppState, c: &Container, mounts: &[MountPoint]) -> Value {
     let st = &c.state;
     let mut args = c.config.entrypoint.clone().unwrap_or_default();
     args.extend(c.config.cmd.clone().unwrap_or_default());
@@ -404,7 +408,7 @@ fn inspect_json(s: &AppState, c: &Container) -> Value {
                 "MergedDir": bundle.join("rootfs"),
             },
         },
-        "Mounts": [],
+        "Mounts": mounts,
         "Config": config,
         "NetworkSettings": {
             "Bridge": "",

@@ -36,8 +36,19 @@ impl ContainerService {
             return Err(EngineError::NotModified);
         }
         let image = self.images.resolve(&c.row.image_id).await?;
-        let plan = self.plan(&c, self.images.layer_paths(&image))?;
+        let mounts = self.mount_specs(&c).await;
+        let mut plan = self.plan(&c, self.images.layer_paths(&image))?;
         let id = c.id().to_string();
+        match mounts {
+            Ok(m) => plan.spec.mounts = m,
+            Err(e) => {
+                let m = e.to_string();
+                self.update_state(&id, move |st| st.mark_start_failed(128, &m))
+                    .await?;
+                self.release_volumes(&c, false).await;
+                return Err(e);
+            }
+        }
         let result = tokio::task::spawn_blocking(move || launch(plan))
             .await
             .map_err(EngineError::internal)?;
@@ -47,11 +58,13 @@ impl ContainerService {
                 self.set_monitor(&id, Some(handle.clone()));
                 self.update_state(&id, move |st| st.mark_started(pid, &started_at))
                     .await?;
+                self.emit_volume_mounts(&c).await;
                 self.emit(&c, "start", &[]);
                 self.watch_exit(c, handle);
                 Ok(())
             }
             Err(LaunchError::Start { message, exit_code }) => {
+                self.release_volumes(&c, false).await;
                 let msg = format!("failed to create task for container: {message}: unknown");
                 let m = msg.clone();
                 self.update_state(&id, move |st| st.mark_start_failed(exit_code, &m))
@@ -65,6 +78,7 @@ impl ContainerService {
                 }
             }
             Err(LaunchError::Other(e)) => {
+                self.release_volumes(&c, false).await;
                 let m = e.clone();
                 self.update_state(&id, move |st| st.mark_start_failed(128, &m))
                     .await?;
@@ -218,6 +232,7 @@ impl ContainerService {
                 s.exit_code = code;
             });
         }
+        self.release_volumes(c, true).await;
         if oom {
             self.emit(c, "oom", &[]);
         }
