@@ -920,3 +920,249 @@ pub(crate) fn insert_rows(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hc(j: &str) -> Map<String, Value> {
+        match serde_json::from_str(j).expect("json") {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn err(j: &str) -> String {
+        parse(&hc(j), &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn paths_clean_like_go() {
+        assert_eq!(clean_path("/a/b/../c/"), "/a/c");
+        assert_eq!(clean_path("/../x"), "/x");
+        assert_eq!(clean_path("//"), "/");
+        assert_eq!(clean_path("a/./b"), "a/b");
+    }
+
+    #[test]
+    fn binds_parse_with_dockerd_rules() {
+        let w = parse_bind("/host/dir/:/data:ro,rshared", "").unwrap();
+        let p = &w.mount.point;
+        assert_eq!(p.kind, MountType::Bind);
+        assert_eq!(
+            (p.source.as_str(), p.destination.as_str()),
+            ("/host/dir", "/data")
+        );
+        assert!(!p.rw);
+        assert_eq!(p.propagation, "rshared");
+        assert_eq!(p.mode, "ro,rshared");
+        assert!(w.mount.create_source);
+
+        let w = parse_bind("/h:/x", "").unwrap();
+        assert_eq!(w.mount.point.propagation, "rprivate");
+        assert!(w.mount.point.rw);
+
+        let w = parse_bind("cache:/var/cache:nocopy", "").unwrap();
+        let p = &w.mount.point;
+        assert_eq!(
+            (p.kind, p.name.as_str(), p.driver.as_str()),
+            (MountType::Volume, "cache", "local")
+        );
+        assert_eq!(p.mode, "nocopy");
+        assert!(!w.copy);
+        let w = parse_bind("cache:/c", "").unwrap();
+        assert_eq!(
+            w.mount.point.mode, "z",
+            "dockerd's default mode for local volumes"
+        );
+        assert!(w.copy);
+        assert!(parse_bind("v:/z:Z", "").is_ok());
+
+        for (raw, want) in [
+            ("", "invalid volume specification: ''"),
+            (":/x", "invalid volume specification: ':/x'"),
+            ("/x:rw", "invalid volume specification: '/x:rw'"),
+            ("a:b:c:d", "invalid volume specification: 'a:b:c:d'"),
+            ("/a:/b:bogus", "invalid mode: bogus"),
+            ("/a:/b:ro,rw", "invalid mode: ro,rw"),
+            (
+                "/a:rel",
+                "invalid volume specification: '/a:rel': invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute",
+            ),
+            (
+                "/a:/",
+                "invalid volume specification: '/a:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'",
+            ),
+            (
+                "v:/x:rshared",
+                "invalid volume specification: 'v:/x:rshared': invalid mount config for type \"volume\": field BindOptions must not be specified",
+            ),
+        ] {
+            let e = parse_bind(raw, "").unwrap_err();
+            assert!(matches!(e, EngineError::InvalidParameter(_)), "{raw}");
+            assert_eq!(e.to_string(), want, "{raw}");
+        }
+        assert!(matches!(
+            parse_bind("v:/x", "flocker").unwrap_err(),
+            EngineError::NotFound(_)
+        ));
+    }
+
+    #[test]
+    fn mounts_parse_and_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().display().to_string();
+        let r = parse(
+            &hc(&format!(
+                r#"{{"Mounts":[
+                {{"Type":"bind","Source":"{src}","Target":"/b","ReadOnly":true,"BindOptions":{{"Propagation":"slave"}}}},
+                {{"Type":"volume","Source":"v1","Target":"/v","VolumeOptions":{{"NoCopy":true,"Labels":{{"a":"b"}}}}}},
+                {{"Type":"volume","Target":"/anon"}},
+                {{"Type":"tmpfs","Target":"/t","TmpfsOptions":{{"SizeBytes":1048576,"Mode":1777,"Options":[["exec"]]}}}}
+            ]}}"#
+            )),
+            &[],
+        )
+        .expect("parses");
+        let pts: Vec<&MountPoint> = r.explicit.iter().map(|w| &w.mount.point).collect();
+        assert_eq!(pts[0].propagation, "slave");
+        assert!(!pts[0].rw && !r.explicit[0].mount.create_source);
+        assert_eq!(pts[1].name, "v1");
+        assert!(!r.explicit[1].copy);
+        assert_eq!(r.explicit[1].labels.as_ref().unwrap()["a"], "b");
+        assert_eq!(pts[2].name, "");
+        assert!(r.explicit[2].copy);
+        assert_eq!(pts[3].kind, MountType::Tmpfs);
+        assert_eq!(
+            r.explicit[3].mount.tmpfs_options,
+            [
+                "nosuid",
+                "nodev",
+                "rprivate",
+                "mode=3361",
+                "size=1m",
+                "exec"
+            ]
+        );
+
+        let missing =
+            err(r#"{"Mounts":[{"Type":"bind","Source":"/no/such/dir/x","Target":"/b"}]}"#);
+        assert_eq!(
+            missing,
+            "invalid mount config for type \"bind\": bind source path does not exist: /no/such/dir/x"
+        );
+        for (j, want) in [
+            (
+                r#"{"Mounts":[{"Type":"bind","Target":"/b"}]}"#,
+                "field Source must not be empty",
+            ),
+            (
+                r#"{"Mounts":[{"Type":"tmpfs","Source":"x","Target":"/b"}]}"#,
+                "field Source must not be specified",
+            ),
+            (
+                r#"{"Mounts":[{"Type":"volume","Target":"/b","ReadOnly":true}]}"#,
+                "must not set ReadOnly mode when using anonymous volumes",
+            ),
+            (
+                r#"{"Mounts":[{"Type":"volume","Target":"/b","BindOptions":{}}]}"#,
+                "field BindOptions must not be specified",
+            ),
+            (
+                r#"{"Mounts":[{"Type":"npipe","Target":"/b"}]}"#,
+                "invalid mount config for type \"npipe\": mount type unknown",
+            ),
+            (
+                r#"{"Mounts":[{"Type":"volume","Target":"b"}]}"#,
+                "invalid mount path: 'b' mount path must be absolute",
+            ),
+            (
+                r#"{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["uid","1"]]}}]}"#,
+                "invalid option: uid",
+            ),
+            (
+                r#"{"Binds":["/a:/x"],"Mounts":[{"Type":"tmpfs","Target":"/x/"}]}"#,
+                "Duplicate mount point: /x/",
+            ),
+            (r#"{"Binds":["/a:/x","v:/x"]}"#, "Duplicate mount point: /x"),
+            (
+                r#"{"Binds":["/a:/x"],"Tmpfs":{"/x":""}}"#,
+                "Duplicate mount point: /x",
+            ),
+            (
+                r#"{"Tmpfs":{"rel":""}}"#,
+                "invalid mount path: 'rel' mount path must be absolute",
+            ),
+            (
+                r#"{"Tmpfs":{"/t":"bogus"}}"#,
+                "invalid tmpfs options for /t",
+            ),
+            (r#"{"VolumesFrom":["c:rshared"]}"#, "invalid mode: rshared"),
+            (
+                r#"{"VolumesFrom":[""]}"#,
+                "volumes-from specification cannot be an empty string",
+            ),
+            (r#"{"Binds":"nope"}"#, "invalid HostConfig.Binds"),
+        ] {
+            let e = err(j);
+            assert!(e.contains(want), "{j}: {e}");
+        }
+    }
+
+    #[test]
+    fn tmpfs_map_and_anonymous_volumes() {
+        let r = parse(
+            &hc(r#"{"Tmpfs":{"/run":"rw,size=64m,exec"},"VolumesFrom":["other:ro","x"]}"#),
+            &["/data/".into(), "/data".into()],
+        )
+        .unwrap();
+        let t = &r.explicit[0].mount;
+        assert!(t.hidden && t.point.rw);
+        assert_eq!(
+            t.tmpfs_options,
+            ["nosuid", "nodev", "rprivate", "rw", "size=64m", "exec"]
+        );
+        assert_eq!(r.anonymous, ["/data"]);
+        assert_eq!(
+            r.volumes_from,
+            [("other".to_string(), false), ("x".to_string(), true)]
+        );
+        let e = parse(&hc("{}"), &["data".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("invalid mount path: 'data' mount path must be absolute"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn inspect_shape_and_volume_filter() {
+        let p = MountPoint {
+            kind: MountType::Volume,
+            name: "v".into(),
+            source: "/var/lib/mydocker/volumes/v/_data".into(),
+            destination: "/data".into(),
+            driver: "local".into(),
+            mode: "z".into(),
+            rw: true,
+            propagation: String::new(),
+        };
+        let j = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"Type":"volume","Name":"v","Source":"/var/lib/mydocker/volumes/v/_data",
+                "Destination":"/data","Driver":"local","Mode":"z","RW":true,"Propagation":""})
+        );
+        let b = MountPoint {
+            source: "/h".into(),
+            destination: "/x".into(),
+            ..Default::default()
+        };
+        let j = serde_json::to_value(&b).unwrap();
+        assert!(j.get("Name").is_none() && j.get("Driver").is_none(), "{j}");
+        let pts = [p, b];
+        assert!(mounts_match(&pts, "v"));
+        assert!(mounts_match(&pts, "/data"));
+        assert!(mounts_match(&pts, "/h"));
+        assert!(!mounts_match(&pts, "/var/lib/mydocker/volumes/v/_data"));
+    }
+}

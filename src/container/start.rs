@@ -213,6 +213,9 @@ impl ContainerService {
         let root = self.cgroup_root.clone();
         let _ = tokio::task::spawn_blocking(move || remove_cgroup(&root, &path)).await;
         self.set_monitor(&id, None);
+        // Before waiters hear of the exit: a tmpfs volume is unmounted
+        // when `docker run` returns.
+        self.release_volumes(c, true).await;
         let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stopping.clone();
         let res = self
@@ -232,7 +235,6 @@ impl ContainerService {
                 s.exit_code = code;
             });
         }
-        self.release_volumes(c, true).await;
         if oom {
             self.emit(c, "oom", &[]);
         }
