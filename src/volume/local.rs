@@ -115,6 +115,37 @@ pub fn parse_options(opts: &BTreeMap<String, String>) -> EngineResult<Backing> {
     }
 }
 
+/// Whether `dir` is a mount point: its device differs from its parent's.
+pub fn is_mounted(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(d), Some(Ok(p))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) else {
+        return false;
+    };
+    d.dev() != p.dev()
+}
+
+/// Mounts the tmpfs of a `type=tmpfs` volume on its `_data`, unless it is
+/// mounted already (by another container, or before a daemon restart).
+pub fn mount_tmpfs(dir: &std::path::Path, options: &[String]) -> std::io::Result<()> {
+    if is_mounted(dir) {
+        return Ok(());
+    }
+    let (flags, _, data) = crate::runtime::rootfs::parse_options(options)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let data = (!data.is_empty()).then_some(data.as_str());
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), flags, data)?;
+    Ok(())
+}
+
+/// Unmounts a tmpfs volume's `_data` if it is mounted.
+pub fn unmount_tmpfs(dir: &std::path::Path) -> std::io::Result<()> {
+    if !is_mounted(dir) {
+        return Ok(());
+    }
+    nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,35 +212,4 @@ mod tests {
             assert!(e.starts_with("invalid option: "), "{bad:?}: {e}");
         }
     }
-}
-
-/// Whether `dir` is a mount point: its device differs from its parent's.
-pub fn is_mounted(dir: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(d), Some(Ok(p))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) else {
-        return false;
-    };
-    d.dev() != p.dev()
-}
-
-/// Mounts the tmpfs of a `type=tmpfs` volume on its `_data`, unless it is
-/// mounted already (by another container, or before a daemon restart).
-pub fn mount_tmpfs(dir: &std::path::Path, options: &[String]) -> std::io::Result<()> {
-    if is_mounted(dir) {
-        return Ok(());
-    }
-    let (flags, _, data) = crate::runtime::rootfs::parse_options(options)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    let data = (!data.is_empty()).then_some(data.as_str());
-    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), flags, data)?;
-    Ok(())
-}
-
-/// Unmounts a tmpfs volume's `_data` if it is mounted.
-pub fn unmount_tmpfs(dir: &std::path::Path) -> std::io::Result<()> {
-    if !is_mounted(dir) {
-        return Ok(());
-    }
-    nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH)?;
-    Ok(())
 }
