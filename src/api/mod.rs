@@ -15,6 +15,7 @@ pub mod params;
 mod spec_test;
 mod system;
 mod unsupported;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -91,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{*rest}", any(containers::dispatch))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{*name}", any(volumes::dispatch))
         .merge(unsupported::routes())
         // dockerd answers a wrong method like an unknown path.
         .method_not_allowed_fallback(page_not_found)

@@ -17,8 +17,6 @@ const NOT_SERVED: &[&str] = &[
     "/exec/{*rest}",
     "/networks",
     "/networks/{*rest}",
-    "/volumes",
-    "/volumes/{*rest}",
     "/build",
     "/build/{*rest}",
     "/commit",

@@ -54,8 +54,19 @@ impl ContainerService {
             return Ok(());
         }
         let image = self.images.resolve(&c.row.image_id).await?;
-        let plan = self.plan(&c, self.images.layer_paths(&image))?;
+        let mounts = self.mount_specs(&c).await;
+        let mut plan = self.plan(&c, self.images.layer_paths(&image))?;
         let id = c.id().to_string();
+        match mounts {
+            Ok(m) => plan.spec.mounts = m,
+            Err(e) => {
+                let m = e.to_string();
+                self.update_state(&id, move |st| st.mark_start_failed(128, &m))
+                    .await?;
+                self.release_volumes(&c, false).await;
+                return Err(e);
+            }
+        }
         let result = tokio::task::spawn_blocking(move || launch(plan))
             .await
             .map_err(EngineError::internal)?;
@@ -74,11 +85,13 @@ impl ContainerService {
                 if cause == StartCause::User {
                     self.with_live(&id, |l| l.restart_delay = std::time::Duration::ZERO);
                 }
+                self.emit_volume_mounts(&c).await;
                 self.emit(&c, "start", &[]);
                 self.watch_exit(c, handle);
                 Ok(())
             }
             Err(LaunchError::Start { message, exit_code }) => {
+                self.release_volumes(&c, false).await;
                 let msg = format!("failed to create task for container: {message}: unknown");
                 let m = msg.clone();
                 self.update_state(&id, move |st| {
@@ -94,6 +107,7 @@ impl ContainerService {
                 }
             }
             Err(LaunchError::Other(e)) => {
+                self.release_volumes(&c, false).await;
                 let m = e.clone();
                 self.update_state(&id, move |st| st.mark_start_failed(128, &m))
                     .await?;
@@ -232,6 +246,9 @@ impl ContainerService {
         let root = self.cgroup_root.clone();
         let _ = tokio::task::spawn_blocking(move || remove_cgroup(&root, &path)).await;
         self.set_monitor(&id, None);
+        // Before waiters hear of the exit: a tmpfs volume is unmounted
+        // when `docker run` returns.
+        self.release_volumes(c, true).await;
         let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stopping.clone();
         let res = self
