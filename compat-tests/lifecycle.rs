@@ -56,6 +56,19 @@ fn rm_flag_removes_the_container_after_it_exits() {
 
     let out = d.docker(&["run", "--rm", &b, "sh", "-c", "exit 4"]);
     assert_eq!(out.status.code(), Some(4));
+    // Its anonymous volumes go with it; named ones stay.
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/anon",
+        "-v",
+        "keep:/named",
+        &b,
+        "true",
+    ]);
+    assert_eq!(d.docker_ok(&["volume", "ls", "-q"]).trim(), "keep");
+    d.docker_ok(&["volume", "rm", "keep"]);
 
     // Detached: the daemon removes it on its own.
     let id = d.docker_ok(&["run", "-d", "--rm", &b, "sleep", "0.2"]);

@@ -91,6 +91,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     ));
     containers.set_network(networks.clone());
     containers.reconcile_dirs().await?;
+    containers.volumes.reconcile_dirs().await?;
     let exited = containers.reattach().await?;
     {
         let running = containers

@@ -16,6 +16,7 @@ pub mod params;
 mod spec_test;
 mod system;
 mod unsupported;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -102,6 +103,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{*name}", any(volumes::dispatch))
         .merge(unsupported::routes())
         // dockerd answers a wrong method like an unknown path.
         .method_not_allowed_fallback(page_not_found)

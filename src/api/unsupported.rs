@@ -15,8 +15,6 @@ use super::AppState;
 /// Path patterns of the Engine API that we know and do not serve.
 const NOT_SERVED: &[&str] = &[
     "/exec/{*rest}",
-    "/volumes",
-    "/volumes/{*rest}",
     "/build",
     "/build/{*rest}",
     "/commit",

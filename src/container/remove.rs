@@ -12,8 +12,9 @@ pub struct PruneReport {
 }
 
 impl ContainerService {
-    /// `DELETE /containers/{id}`; `force` kills a running container first.
-    pub async fn remove(&self, name: &str, force: bool) -> EngineResult<()> {
+    /// `DELETE /containers/{id}`; `force` kills a running container first,
+    /// `volumes` (`-v`, and AutoRemove) removes its anonymous volumes too.
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> EngineResult<()> {
         let c = self.get(name).await?;
         let lock = self.op_lock(c.id());
         let _g = lock.lock().await;
@@ -42,7 +43,14 @@ impl ContainerService {
             self.kill(c.id(), Some("SIGKILL")).await?;
             let _ = rx.wait_for(|s| s.exits > exits || !s.running).await;
         }
+        // Read before the mount rows go with the container.
+        let anonymous = if volumes {
+            self.anonymous_volumes(c.id()).await?
+        } else {
+            vec![]
+        };
         self.destroy(&c).await?;
+        self.remove_anonymous_volumes(&anonymous).await;
         Ok(())
     }
 

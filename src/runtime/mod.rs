@@ -8,6 +8,7 @@
 //!   and the control socket `<bundle>/monitor.sock`.
 //! - [`init`] (private), [`rootfs`], [`process`]: the container's init:
 //!   mounts and `pivot_root`, user and capabilities, entrypoint look-up.
+//! - [`pid1`]: `--init`, our small PID 1 that forwards signals and reaps.
 //! - [`sys`]: the raw system calls behind a trait, with a recording fake.
 //! - [`state`], [`protocol`]: the files and messages the daemon reads.
 //! - [`cgroups`]: cgroup v1/v2 resources, validation, stats, freezer.
@@ -21,6 +22,7 @@
 pub mod cgroups;
 mod init;
 pub mod monitor;
+pub mod pid1;
 pub mod process;
 pub mod protocol;
 pub mod rootfs;

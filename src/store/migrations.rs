@@ -61,7 +61,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX containers_image ON containers(image_id);
     "#,
-    // 3: networks. `config` is the network engine's JSON (IPAM, options,
+    // 3: volumes, and the mounts of each container. A mount row naming a
+    // volume keeps it from being deleted (the usage count is those rows);
+    // rows go with their container.
+    r#"
+    CREATE TABLE volumes (
+        name         TEXT PRIMARY KEY,
+        driver       TEXT NOT NULL,
+        labels       TEXT,                  -- JSON object, or NULL
+        options      TEXT,                  -- JSON object, or NULL
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE TABLE container_mounts (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        destination  TEXT NOT NULL,
+        volume       TEXT REFERENCES volumes(name),
+        spec         TEXT NOT NULL,         -- JSON, owned by the container engine
+        PRIMARY KEY (container_id, destination)
+    );
+    CREATE INDEX container_mounts_volume ON container_mounts(volume);
+    "#,
+    // 4: networks. `config` is the network engine's JSON (IPAM, options,
     // labels, flags). `endpoints` are a container's attachments as
     // configured (kept while it is stopped); `ip_leases` are the live
     // ones: an address handed out on a network while the container runs.

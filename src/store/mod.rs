@@ -9,6 +9,10 @@
 //! - `tags` and `repo_digests`: references pointing at images.
 //! - `containers`: one row per container; its image row cannot go while it
 //!   exists (foreign key).
+//! - `volumes`: one row per volume; its data lives at
+//!   `volumes/<name>/_data`.
+//! - `container_mounts`: the mount points of each container (cascading
+//!   with it); a row naming a volume keeps that volume from being deleted.
 //! - `networks`, `endpoints` (a container's configured attachments) and
 //!   `ip_leases` (addresses in use by running containers, with the veth
 //!   and interface names needed to undo them).
@@ -24,7 +28,9 @@
 pub mod containers;
 pub mod images;
 mod migrations;
+pub mod mounts;
 pub mod networks;
+pub mod volumes;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
