@@ -30,7 +30,10 @@ impl NetworkService {
                 tracing::warn!(network = %net.name, error = %e, "cannot set up the bridge");
             }
         }
-        self.reload_rules().await?;
+        if let Err(e) = self.reload_rules().await {
+            // Containers still get addresses; only NAT and isolation lack.
+            tracing::warn!(error = %e, "cannot load the iptables rules");
+        }
 
         let mut report = ReconcileReport::default();
         let leases = self.store.call(|conn| rows::all_leases(conn)).await?;
