@@ -563,3 +563,85 @@ fn nothing_left_after_a_daemon_crash() {
     d.kill9_and_restart();
     assert_clean(&d);
 }
+
+/// `GET /` on 127.0.0.1:port from the host, retried while the server in
+/// the container comes up (it gives no sign of being ready).
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut body = None;
+    common::wait_until(std::time::Duration::from_secs(10), || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        if out.starts_with("HTTP/1.") {
+            body = Some(out);
+            return true;
+        }
+        false
+    });
+    body
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+const HTTPD: &str =
+    "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www";
+
+#[test]
+fn published_ports_reach_the_container_and_survive_a_crash() {
+    let mut d = daemon();
+    let b = busybox();
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    d.docker_ok(&[
+        "run", "-d", "--name", "web", "-p", &spec, &b, "sh", "-c", HTTPD,
+    ]);
+    let page = http_get(port).expect("no answer on the published port");
+    assert!(page.contains("published"), "{page}");
+    let out = d.docker_ok(&["port", "web"]);
+    assert_eq!(out.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+
+    // -P publishes exposed ports on ephemeral host ports.
+    d.docker_ok(&[
+        "run", "-d", "--name", "all", "--expose", "80", "-P", &b, "sh", "-c", HTTPD,
+    ]);
+    let out = d.docker_ok(&["port", "all", "80"]);
+    let eph: u16 = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("docker port: {out}"));
+    assert!(http_get(eph).is_some_and(|p| p.contains("published")));
+
+    // The port is taken: the start fails saying so, with nothing wired.
+    let leases_before = leases(&d).len();
+    let veths_before = d.net.veths().len();
+    let err = d.docker_fails(&[
+        "run", "-d", "--name", "clash", "-p", &spec, &b, "sleep", "300",
+    ]);
+    assert!(err.contains("address already in use"), "{err}");
+    assert_eq!(leases(&d).len(), leases_before);
+    assert_eq!(d.net.veths().len(), veths_before);
+
+    // Still served after a daemon crash and restart.
+    d.kill9_and_restart();
+    let page = http_get(port).expect("no answer after the daemon restarted");
+    assert!(page.contains("published"), "{page}");
+    assert_eq!(
+        d.docker_ok(&["port", "web"]).trim(),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+
+    // Stopping closes the port.
+    d.docker_ok(&["stop", "-t", "0", "web"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert_clean(&d);
+}

@@ -110,6 +110,8 @@ pub async fn dispatch(
                 };
                 v["NetworkSettings"] = super::networks::settings_json(&eps, &key);
             }
+            let ports = s.containers.published_ports(&c).await;
+            v["NetworkSettings"]["Ports"] = super::networks::ports_json(&ports);
             if params::flag(&q, "size") {
                 add_sizes(&s, &c, &mut v).await?;
             }

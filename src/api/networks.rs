@@ -277,3 +277,17 @@ pub fn settings_json(endpoints: &[EndpointView], sandbox_key: &str) -> Value {
     }
     out
 }
+
+/// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp", "HostPort"}]}`.
+pub fn ports_json(ports: &[crate::network::ports::PortMapping]) -> Value {
+    let mut out = Map::new();
+    for p in ports {
+        let entry = out
+            .entry(format!("{}/tcp", p.container_port))
+            .or_insert_with(|| json!([]));
+        if let Value::Array(a) = entry {
+            a.push(json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }));
+        }
+    }
+    Value::Object(out)
+}

@@ -70,6 +70,8 @@ pub struct ContainerConfig {
     #[serde(deserialize_with = "null_default")]
     pub image: String,
     pub volumes: Option<BTreeMap<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, Value>>,
     #[serde(deserialize_with = "null_default")]
     pub working_dir: String,
     #[serde(deserialize_with = "str_slice")]
@@ -170,6 +172,8 @@ const CONFIG_KEYS: &[&str] = &[
     "NetworkingConfig",
     // Anonymous volumes (`-v /path`), see mounts.rs.
     "Volumes",
+    // Published ports, see network/ports.rs.
+    "ExposedPorts",
 ];
 
 /// HostConfig keys (besides the resource fields) we honour.
@@ -187,6 +191,8 @@ const HOST_KEYS: &[&str] = &[
     "IpcMode",
     "PidMode",
     "CgroupnsMode",
+    "PortBindings",
+    "PublishAllPorts",
     // Mounts and volumes, see mounts.rs.
     "Binds",
     "Mounts",
@@ -214,12 +220,7 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
         {
             continue;
         }
-        return Err(match k.as_str() {
-            "PortBindings" | "PublishAllPorts" => {
-                unsupported(&format!("HostConfig.{k} (published ports)"))
-            }
-            _ => unsupported(&format!("HostConfig.{k}")),
-        });
+        return Err(unsupported(&format!("HostConfig.{k}")));
     }
     let hc = req.host_config.clone();
     let s = |k: &str| hc.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -398,6 +399,12 @@ impl ContainerService {
         if cfg.user.is_empty() {
             cfg.user = ic.user.clone().unwrap_or_default();
         }
+        if let Some(ports) = &ic.exposed_ports {
+            let mine = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
+            for (k, v) in ports {
+                mine.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         let mut labels = image.config.labels();
         labels.extend(cfg.labels.take().unwrap_or_default());
         cfg.labels = Some(labels);
@@ -548,13 +555,10 @@ mod tests {
         let body = br#"{"Image":"busybox","HostConfig":{"Binds":["/a:/b"],"Tmpfs":{"/t":""}}}"#;
         let mut req = CreateRequest::parse("", body).expect("parses");
         check_unsupported(&mut req).expect("mounts are served");
-        let body = br#"{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{}]}}}"#;
+        let body = br#"{"Image":"busybox","ExposedPorts":{"80/tcp":{}},"HostConfig":{"PortBindings":{"80/tcp":[{}]}}}"#;
         let mut req = CreateRequest::parse("", body).expect("parses");
-        let e = check_unsupported(&mut req).unwrap_err().to_string();
-        assert!(e.contains("HostConfig.PortBindings"), "{e}");
-        let body = br#"{"Image":"busybox","ExposedPorts":{"80/tcp":{}}}"#;
-        let mut req = CreateRequest::parse("", body).expect("parses");
-        assert!(check_unsupported(&mut req).is_err());
+        check_unsupported(&mut req).expect("ports are served");
+        assert!(req.config.exposed_ports.is_some());
         assert!(CreateRequest::parse("", b"").is_err());
         assert!(CreateRequest::parse("", b"[]").is_err());
     }

@@ -53,6 +53,8 @@ impl ContainerService {
         let Some(net) = self.network() else {
             return Ok(vec![]);
         };
+        // Bad port bindings are the caller's mistake, refused now.
+        crate::network::ports::mappings(&Value::Object(host_config.clone()), &BTreeMap::new())?;
         let endpoints: BTreeMap<String, EndpointConfig> = raw
             .get("NetworkingConfig")
             .and_then(|n| n.get("EndpointsConfig"))
@@ -94,6 +96,15 @@ impl ContainerService {
             return Ok(plain(NetworkNs::New));
         };
         let wired = net.setup(c.id()).await?;
+        let exposed = c.config.exposed_ports.clone().unwrap_or_default();
+        let published = match crate::network::ports::mappings(&c.host_config, &exposed) {
+            Ok(maps) => net.publish(c.id(), &c.row.name, &maps).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            net.teardown(c.id()).await;
+            return Err(e);
+        }
         let hosts = wired
             .addresses
             .iter()
@@ -136,6 +147,14 @@ impl ContainerService {
         let net = self.require_network()?;
         let c = self.get(container).await?;
         net.disconnect(c.id(), network).await
+    }
+
+    /// A running container's published ports.
+    pub async fn published_ports(&self, c: &Container) -> Vec<crate::network::ports::PortMapping> {
+        match self.network() {
+            Some(n) if c.state.running() => n.published(c.id()).await.unwrap_or_default(),
+            _ => vec![],
+        }
     }
 
     /// A container's attachments for inspect.

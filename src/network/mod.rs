@@ -5,6 +5,7 @@
 //! - [`subnet`] and [`ipam`]: address arithmetic, subnet choice and
 //!   address allocation (pure);
 //! - [`netlink`], [`netns`], [`iptables`]: the kernel side;
+//! - [`ports`]: published ports and their userland proxies;
 //! - [`model`]: the `Network` type and its JSON config;
 //! - [`manage`]: create, remove, prune, list (the `/networks` verbs);
 //! - [`endpoint`]: a container's attachments: planned at create, wired
@@ -23,6 +24,8 @@ pub mod manage;
 pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod ports;
+pub mod publish;
 pub mod reconcile;
 pub mod subnet;
 
@@ -70,6 +73,8 @@ pub struct NetworkService {
     /// Pinned container namespaces: `<exec-root>/netns/<container id>`.
     netns_dir: PathBuf,
     lock: tokio::sync::Mutex<()>,
+    /// The userland proxies of each container's published ports.
+    proxies: std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>>,
 }
 
 impl NetworkService {
@@ -80,6 +85,7 @@ impl NetworkService {
             settings,
             netns_dir: exec_root.join("netns"),
             lock: tokio::sync::Mutex::new(()),
+            proxies: Default::default(),
         }
     }
 

@@ -46,6 +46,7 @@ impl NetworkService {
                 report.released_leases += 1;
             }
         }
+        self.republish(running).await?;
         let dir = self.netns_dir.clone();
         let running2 = running.clone();
         report.removed_netns = tokio::task::spawn_blocking(move || {

@@ -115,6 +115,18 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (container_id, network_id)
     );
     "#,
+    // 5: published ports bound by running containers (the host port is
+    // the one actually bound, so a restarted daemon binds it again).
+    r#"
+    CREATE TABLE port_leases (
+        container_id   TEXT NOT NULL,       -- no foreign key, as ip_leases
+        container_port INTEGER NOT NULL,
+        host_ip        TEXT NOT NULL,
+        host_port      INTEGER NOT NULL,
+        PRIMARY KEY (host_ip, host_port)
+    );
+    CREATE INDEX port_leases_container ON port_leases(container_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> EngineResult<()> {

@@ -197,6 +197,37 @@ pub fn all_leases(conn: &Connection) -> EngineResult<Vec<LeaseRow>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// A bound published port: (container, container port, host IP, host port).
+pub type PortLease = (String, u16, String, u16);
+
+pub fn insert_port(conn: &Connection, p: &PortLease) -> EngineResult<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO port_leases (container_id, container_port, host_ip, host_port) VALUES (?1, ?2, ?3, ?4)",
+        params![p.0, p.1, p.2, p.3],
+    )?;
+    Ok(())
+}
+
+/// Published ports, of one container or (`None`) of all.
+pub fn ports(conn: &Connection, container_id: Option<&str>) -> EngineResult<Vec<PortLease>> {
+    let mut stmt = conn.prepare(
+        "SELECT container_id, container_port, host_ip, host_port FROM port_leases
+         WHERE ?1 IS NULL OR container_id = ?1 ORDER BY container_port, host_ip",
+    )?;
+    let rows = stmt.query_map([container_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn delete_ports(conn: &Connection, container_id: &str) -> EngineResult<()> {
+    conn.execute(
+        "DELETE FROM port_leases WHERE container_id = ?1",
+        [container_id],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
