@@ -607,6 +607,8 @@ fn published_ports_reach_the_container_and_survive_a_crash() {
     assert!(page.contains("published"), "{page}");
     let out = d.docker_ok(&["port", "web"]);
     assert_eq!(out.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+    let ps = d.docker_ok(&["ps", "--format", "{{.Ports}}", "--filter", "name=web"]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{port}->80/tcp"));
 
     // -P publishes exposed ports on ephemeral host ports.
     d.docker_ok(&[

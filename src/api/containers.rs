@@ -61,6 +61,10 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Js
     for c in s.containers.list(&opts).await? {
         let points = mounts.get(c.id()).map(Vec::as_slice).unwrap_or(&[]);
         let mut v = summary_json(&c, now, points);
+        let ports = s.containers.published_ports(&c).await;
+        if !ports.is_empty() {
+            v["Ports"] = super::networks::ps_ports_json(&ports);
+        }
         if with_size {
             add_sizes(&s, &c, &mut v).await?;
         }

@@ -291,3 +291,20 @@ pub fn ports_json(ports: &[crate::network::ports::PortMapping]) -> Value {
     }
     Value::Object(out)
 }
+
+/// `Ports` of `docker ps`: `[{"IP", "PrivatePort", "PublicPort", "Type"}]`.
+pub fn ps_ports_json(ports: &[crate::network::ports::PortMapping]) -> Value {
+    Value::Array(
+        ports
+            .iter()
+            .map(|p| {
+                json!({
+                    "IP": p.host_ip.to_string(),
+                    "PrivatePort": p.container_port,
+                    "PublicPort": p.host_port,
+                    "Type": "tcp",
+                })
+            })
+            .collect(),
+    )
+}
