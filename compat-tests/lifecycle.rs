@@ -507,3 +507,53 @@ fn ten_containers_keep_running_and_logging_across_a_daemon_crash() {
     let _ = f.wait();
     cleanup(&d);
 }
+
+#[test]
+fn every_container_action_is_an_event() {
+    let d = daemon();
+    let b = busybox();
+    let t0 = chrono_now_secs();
+    d.docker_ok(&["run", "-d", "--name", "ev", &b, "sleep", "100"]);
+    d.docker_ok(&["pause", "ev"]);
+    d.docker_ok(&["unpause", "ev"]);
+    d.docker_ok(&["rename", "ev", "ev2"]);
+    d.docker_ok(&["update", "--cpu-shares", "512", "ev2"]);
+    d.docker_ok(&["top", "ev2"]);
+    d.docker_ok(&["restart", "-t", "0", "ev2"]);
+    d.docker_ok(&["rm", "-f", "ev2"]);
+    let t1 = chrono_now_secs() + 1;
+    let out = d.docker_ok(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &t1.to_string(),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    let want = [
+        "create", "start", "pause", "unpause", "rename", "update", "top", "kill", "die", "stop",
+        "start", "restart", "kill", "die", "destroy",
+    ];
+    let mut it = actions.iter();
+    for w in want {
+        assert!(
+            it.any(|a| *a == w),
+            "event {w} missing or out of order in {actions:?}"
+        );
+    }
+    cleanup(&d);
+}
+
+fn chrono_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
