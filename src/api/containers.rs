@@ -2,7 +2,7 @@
 //! restart, pause, unpause, rename, update, resize, top, logs, attach,
 //! remove, prune (stats in `container_stats.rs`). `/containers/{id}/{action}` goes through
 //! one wildcard route (as for images) so that actions we do not serve yet
-//! (exec, top, ...) still answer 501 naming themselves.
+//! (changes, export, ...) still answer 501 naming themselves.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, Query, Request, State};
@@ -94,7 +94,9 @@ pub async fn dispatch(
     match (&method, action) {
         (&Method::GET, "json") => {
             let c = s.containers.get(id).await?;
-            Ok(Json(inspect_json(&s, &c)).into_response())
+            let mut v = inspect_json(&s, &c);
+            v["ExecIDs"] = super::exec::exec_ids_json(&s, c.id()).await?;
+            Ok(Json(v).into_response())
         }
         (&Method::POST, "start") => {
             s.containers.start(id).await?;
@@ -190,6 +192,7 @@ pub async fn dispatch(
         (&Method::GET, "stats") => super::container_stats::stats(&s, id, &q).await,
         (&Method::GET, "logs") => logs(&s, id, &q, version).await,
         (&Method::POST, "attach") => attach(&s, id, &q, version, req).await,
+        (&Method::POST, "exec") => super::exec::create(&s, id, req).await,
         (&Method::DELETE, "") => {
             if params::flag(&q, "link") {
                 return Err(ApiError::bad_request("links are not supported by mydocker"));
@@ -247,7 +250,7 @@ async fn logs(s: &AppState, id: &str, q: &Q, version: ApiVersion) -> ApiResult<R
 
 /// Whether the client asks for dockerd's hijack (`Connection: Upgrade`
 /// with an `Upgrade` header).
-fn wants_upgrade(req: &Request) -> bool {
+pub(super) fn wants_upgrade(req: &Request) -> bool {
     let connection_upgrade = req
         .headers()
         .get_all(header::CONNECTION)
@@ -321,7 +324,7 @@ async fn attach(
 /// Moves bytes over a hijacked connection: output to the client until the
 /// container exits, client input to the container's stdin meanwhile. With
 /// a TTY, the detach keys end the session and leave the container running.
-async fn pump<IO>(
+pub(super) async fn pump<IO>(
     io: IO,
     session: AttachSession,
     detach_keys: Vec<u8>,

@@ -9,6 +9,7 @@
 //! - `tags` and `repo_digests`: references pointing at images.
 //! - `containers`: one row per container; its image row cannot go while it
 //!   exists (foreign key).
+//! - `execs`: one row per exec instance, deleted with its container.
 //!
 //! Files are written (and renamed into place) before the rows that name them
 //! are committed, and rows are deleted before their files, so a crash leaves
@@ -19,6 +20,7 @@
 //! the closure on tokio's blocking pool.
 
 pub mod containers;
+pub mod execs;
 pub mod images;
 mod migrations;
 
