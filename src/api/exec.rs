@@ -15,6 +15,7 @@ use super::containers::{pump, wants_upgrade};
 use super::error::{ApiError, ApiResult};
 use super::params::Query as Q;
 use super::{ApiVersion, AppState};
+use crate::container::attach::AttachSession;
 use crate::container::exec::{ExecConfig, ExecStartOptions, ExecStarted};
 
 /// Largest exec body accepted.
@@ -36,7 +37,11 @@ pub async fn create(s: &AppState, id: &str, req: Request) -> ApiResult<Response>
 /// `ExecIDs` of a container's inspect: its unfinished execs, or null.
 pub async fn exec_ids_json(s: &AppState, container_id: &str) -> ApiResult<Value> {
     let ids = s.containers.exec_ids(container_id).await?;
-    Ok(if ids.is_empty() { Value::Null } else { json!(ids) })
+    Ok(if ids.is_empty() {
+        Value::Null
+    } else {
+        json!(ids)
+    })
 }
 
 /// `GET /exec/{id}/json`.
@@ -109,7 +114,7 @@ pub async fn start(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
     };
-    let e = s.containers.exec_inspect(&id).await?;
+    let (e, _) = s.containers.exec_start_check(&id).await?;
     let detach_keys = match e.detach_keys() {
         k if k.is_empty() => {
             crate::container::detach_keys::parse(crate::container::detach_keys::DEFAULT)?
@@ -120,54 +125,49 @@ pub async fn start(
         detach: b.detach,
         console_size: b.console_size,
     };
-    let started = s.containers.exec_start(&id, opts).await?;
     let tty = e.config.tty;
     let ct = crate::logs::format::content_type(tty, version >= ApiVersion(1, 42));
-    let session = match started {
-        ExecStarted::Detached => {
-            return Ok(([(header::CONTENT_TYPE, "application/json")], "").into_response())
-        }
-        ExecStarted::Attached(session) => session,
-        ExecStarted::Failed { message, .. } => {
-            // dockerd writes the failure into the stream, as stdout.
-            let text = format!("{message}\r\n");
-            let bytes = if tty {
-                Bytes::from(text)
-            } else {
-                let mut b = bytes::BytesMut::new();
-                crate::logs::stdcopy::encode_into(
-                    crate::logs::stdcopy::StreamId::Stdout,
-                    text.as_bytes(),
-                    &mut b,
-                );
-                b.freeze()
-            };
-            crate::container::attach::AttachSession {
-                tty,
-                output: futures::stream::once(std::future::ready(bytes)).boxed(),
-                stdin: None,
-            }
-        }
-    };
     let mut shutdown = s.shutdown.clone();
     let shutdown = async move {
         let _ = shutdown.wait_for(|v| *v).await;
     };
-    let Some(on_upgrade) = on_upgrade else {
+    let Some(on_upgrade) = on_upgrade.filter(|_| !b.detach) else {
+        let session = match s.containers.exec_start(&id, opts).await? {
+            ExecStarted::Detached => {
+                return Ok(([(header::CONTENT_TYPE, "application/json")], "").into_response())
+            }
+            started => session_of(started, tty),
+        };
         let body = session
             .output
             .take_until(shutdown)
             .map(Ok::<_, std::convert::Infallible>);
         return Ok(([(header::CONTENT_TYPE, ct)], Body::from_stream(body)).into_response());
     };
+    // As dockerd: the process starts once the client has the 101, so that
+    // no output arrives along with the response head (clients that read
+    // the head through a buffer would lose it).
+    let claimed = s.containers.exec_claim(&id).await?;
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let io = hyper_util::rt::TokioIo::new(upgraded);
-                pump(io, session, detach_keys, shutdown).await
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                // The client is gone: run it detached, as it was started.
+                tracing::debug!(error = %e, "exec start: upgrade failed");
+                let detached = ExecStartOptions {
+                    detach: true,
+                    ..opts
+                };
+                let _ = s.containers.exec_run(claimed, detached).await;
+                return;
             }
-            Err(e) => tracing::debug!(error = %e, "exec start: upgrade failed"),
-        }
+        };
+        let session = match s.containers.exec_run(claimed, opts).await {
+            Ok(started) => session_of(started, tty),
+            Err(e) => failure_session(&e.to_string(), tty),
+        };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        pump(io, session, detach_keys, shutdown).await
     });
     Ok(Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -176,4 +176,38 @@ pub async fn start(
         .header(header::CONTENT_TYPE, ct)
         .body(Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+/// The streams of a start that did not detach.
+fn session_of(started: ExecStarted, tty: bool) -> AttachSession {
+    match started {
+        ExecStarted::Attached(session) => session,
+        ExecStarted::Failed { message, .. } => failure_session(&message, tty),
+        ExecStarted::Detached => AttachSession {
+            tty,
+            output: futures::stream::empty().boxed(),
+            stdin: None,
+        },
+    }
+}
+
+/// dockerd writes a failed start's message into the stream, as stdout.
+fn failure_session(message: &str, tty: bool) -> AttachSession {
+    let text = format!("{message}\r\n");
+    let bytes = if tty {
+        Bytes::from(text)
+    } else {
+        let mut b = bytes::BytesMut::new();
+        crate::logs::stdcopy::encode_into(
+            crate::logs::stdcopy::StreamId::Stdout,
+            text.as_bytes(),
+            &mut b,
+        );
+        b.freeze()
+    };
+    AttachSession {
+        tty,
+        output: futures::stream::once(std::future::ready(bytes)).boxed(),
+        stdin: None,
+    }
 }

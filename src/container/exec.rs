@@ -115,7 +115,11 @@ impl Exec {
 
     /// `exec_create: sh -c ...`, as dockerd names the event.
     fn event(&self, action: &str) -> String {
-        format!("{action}: {} {}", self.entrypoint(), self.arguments().join(" "))
+        format!(
+            "{action}: {} {}",
+            self.entrypoint(),
+            self.arguments().join(" ")
+        )
     }
 }
 
@@ -125,6 +129,12 @@ pub struct ExecStartOptions {
     pub detach: bool,
     /// `[height, width]`, overriding the create's.
     pub console_size: Option<[u16; 2]>,
+}
+
+/// An exec marked running whose process is not started yet.
+pub struct ClaimedExec {
+    exec: Exec,
+    container: Container,
 }
 
 /// How a start went.
@@ -182,8 +192,14 @@ impl ContainerService {
             state: serde_json::to_string(&exec.state)?,
             created_at: crate::logs::now_nanos(),
         };
-        self.store.call(move |conn| rows::insert(conn, &row)).await?;
-        self.emit(&c, &exec.event("exec_create"), &[("execID", exec.id.clone())]);
+        self.store
+            .call(move |conn| rows::insert(conn, &row))
+            .await?;
+        self.emit(
+            &c,
+            &exec.event("exec_create"),
+            &[("execID", exec.id.clone())],
+        );
         Ok(exec.id)
     }
 
@@ -233,24 +249,77 @@ impl ContainerService {
             .collect())
     }
 
-    /// `POST /exec/{id}/start`.
-    pub async fn exec_start(&self, id: &str, opts: ExecStartOptions) -> EngineResult<ExecStarted> {
+    /// dockerd's checks before a start: 404 for an unknown exec, 409 when
+    /// it runs or has run, or its container is not running or is paused.
+    pub async fn exec_start_check(&self, id: &str) -> EngineResult<(Exec, Container)> {
         let e = self.exec_row(id).await?;
-        if e.state.running {
-            return Err(EngineError::Conflict(format!(
-                "Error: Exec command {} is already running",
-                e.id
-            )));
-        }
-        if e.state.exit_code.is_some() {
-            return Err(EngineError::Conflict(format!(
-                "Error: Exec command {} has already run",
-                e.id
-            )));
-        }
-        let c = self.get(&e.container_id).await.map_err(|_| no_such_exec(id))?;
+        check_startable(&e.id, &e.state)?;
+        let c = self
+            .get(&e.container_id)
+            .await
+            .map_err(|_| no_such_exec(id))?;
         running_check(&c)?;
-        let spec = self.exec_spec(&c, &e, opts)?;
+        Ok((e, c))
+    }
+
+    /// `POST /exec/{id}/start`: [`Self::exec_claim`], then
+    /// [`Self::exec_run`].
+    pub async fn exec_start(&self, id: &str, opts: ExecStartOptions) -> EngineResult<ExecStarted> {
+        let claimed = self.exec_claim(id).await?;
+        self.exec_run(claimed, opts).await
+    }
+
+    /// Checks and marks an exec as running in one step, so that two starts
+    /// cannot both run it and a resize sent right after the start waits
+    /// for the process.
+    pub async fn exec_claim(&self, id: &str) -> EngineResult<ClaimedExec> {
+        let (e, c) = self.exec_start_check(id).await?;
+        let i = e.id.clone();
+        self.store
+            .call(move |conn| {
+                let row = rows::get(conn, &i)?.ok_or_else(|| no_such_exec(&i))?;
+                let mut st: ExecState = serde_json::from_str(&row.state).unwrap_or_default();
+                check_startable(&i, &st)?;
+                st.running = true;
+                rows::set_state(conn, &i, &serde_json::to_string(&st)?)
+            })
+            .await?;
+        Ok(ClaimedExec {
+            exec: e,
+            container: c,
+        })
+    }
+
+    /// Starts a claimed exec; a failure is recorded as its exit (126).
+    pub async fn exec_run(
+        &self,
+        claimed: ClaimedExec,
+        opts: ExecStartOptions,
+    ) -> EngineResult<ExecStarted> {
+        let ClaimedExec {
+            exec: e,
+            container: c,
+        } = claimed;
+        let started = self.exec_launch(&e, &c, opts).await;
+        if let Err(err) = &started {
+            let state = ExecState {
+                running: false,
+                exit_code: Some(126),
+                pid: 0,
+                error: err.to_string(),
+            };
+            self.set_exec_state(&e.id, &state).await?;
+        }
+        started
+    }
+
+    async fn exec_launch(
+        &self,
+        e: &Exec,
+        c: &Container,
+        opts: ExecStartOptions,
+    ) -> EngineResult<ExecStarted> {
+        let spec = self.exec_spec(c, e, opts)?;
         let exe = self.exe.clone();
         let launched = tokio::task::spawn_blocking(move || launch(&exe, spec))
             .await
@@ -285,18 +354,15 @@ impl ContainerService {
             ..Default::default()
         };
         self.set_exec_state(&e.id, &state).await?;
-        self.emit(&c, &e.event("exec_start"), &[("execID", e.id.clone())]);
+        self.emit(c, &e.event("exec_start"), &[("execID", e.id.clone())]);
         self.watch_exec(e.clone(), handle.clone());
         if opts.detach {
             return Ok(ExecStarted::Detached);
         }
         let cfg = e.config.clone();
         let conns = tokio::task::spawn_blocking(move || {
-            let output = handle.attach(Attach {
-                stdout: cfg.attach_stdout,
-                stderr: cfg.attach_stderr,
-                ..Default::default()
-            })?;
+            // Input first: output attached releases the held output, after
+            // which the process may end before a second attach.
             let input = if cfg.attach_stdin {
                 Some(handle.attach(Attach {
                     stdin: true,
@@ -306,21 +372,27 @@ impl ContainerService {
             } else {
                 None
             };
+            let output = handle.attach(Attach {
+                stdout: cfg.attach_stdout,
+                stderr: cfg.attach_stderr,
+                ..Default::default()
+            })?;
             Ok::<_, RuntimeError>((output, input))
         })
         .await
         .map_err(EngineError::internal)?;
         let (output, input) = match conns {
             Ok(c) => c,
-            // Gone already (an instant exit): nothing to stream.
-            Err(RuntimeError::NotRunning) => {
+            Err(err) => {
+                // Gone already (an instant exit without output to hold):
+                // nothing to stream.
+                tracing::debug!(exec = %e.id, error = %err, "attach to exec");
                 return Ok(ExecStarted::Attached(AttachSession {
                     tty: e.config.tty,
                     output: futures::stream::empty().boxed(),
                     stdin: None,
-                }))
+                }));
             }
-            Err(err) => return Err(EngineError::Internal(format!("cannot attach to exec: {err}"))),
         };
         let tokio_conn = |s: std::os::unix::net::UnixStream| {
             s.set_nonblocking(true)?;
@@ -349,17 +421,28 @@ impl ContainerService {
 
     /// `POST /exec/{id}/resize`.
     pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> EngineResult<()> {
-        let e = self.exec_row(id).await?;
-        let c = self.get(&e.container_id).await.map_err(|_| no_such_exec(id))?;
+        let mut e = self.exec_row(id).await?;
+        let c = self
+            .get(&e.container_id)
+            .await
+            .map_err(|_| no_such_exec(id))?;
         running_check(&c)?;
+        // Started but not running yet (a client resizing right after its
+        // start): wait for it, as dockerd does, for a while.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while e.state.running && e.state.pid == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            e = self.exec_row(id).await?;
+        }
         if !e.state.running || !e.config.tty {
             // Finished, or no pty to size: nothing to do.
             return Ok(());
         }
         let dir = self.exec_dir(&e.id);
-        let r = tokio::task::spawn_blocking(move || MonitorHandle::open(&dir)?.resize(height, width))
-            .await
-            .map_err(EngineError::internal)?;
+        let r =
+            tokio::task::spawn_blocking(move || MonitorHandle::open(&dir)?.resize(height, width))
+                .await
+                .map_err(EngineError::internal)?;
         match r {
             Ok(()) | Err(RuntimeError::NotRunning) | Err(RuntimeError::State(_)) => Ok(()),
             Err(err) => Err(EngineError::Internal(format!("cannot resize exec: {err}"))),
@@ -379,7 +462,9 @@ impl ContainerService {
             .collect();
         let root = self.exec_dir("x").with_file_name("");
         tokio::task::spawn_blocking(move || {
-            let Ok(rd) = std::fs::read_dir(&root) else { return };
+            let Ok(rd) = std::fs::read_dir(&root) else {
+                return;
+            };
             for d in rd.flatten() {
                 let name = d.file_name().to_string_lossy().into_owned();
                 if !running.contains(&name) {
@@ -409,7 +494,9 @@ impl ContainerService {
 
     async fn set_exec_state(&self, id: &str, st: &ExecState) -> EngineResult<()> {
         let (i, s) = (id.to_string(), serde_json::to_string(st)?);
-        self.store.call(move |conn| rows::set_state(conn, &i, &s)).await
+        self.store
+            .call(move |conn| rows::set_state(conn, &i, &s))
+            .await
     }
 
     /// The spec of exec `e` in container `c`: the container's namespaces,
@@ -523,6 +610,20 @@ impl ContainerService {
         let dir = self.exec_dir(&e.id);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
+}
+
+fn check_startable(id: &str, st: &ExecState) -> EngineResult<()> {
+    if st.running {
+        return Err(EngineError::Conflict(format!(
+            "Error: Exec command {id} is already running"
+        )));
+    }
+    if st.exit_code.is_some() {
+        return Err(EngineError::Conflict(format!(
+            "Error: Exec command {id} has already run"
+        )));
+    }
+    Ok(())
 }
 
 /// dockerd's checks before an exec is created or started.

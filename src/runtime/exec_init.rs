@@ -86,7 +86,11 @@ fn run(
         match nix::unistd::read(go_fd, &mut go) {
             Ok(1) => break,
             Err(Errno::EINTR) => continue,
-            _ => return Err(InitError::Other("exec monitor gave up before the start".into())),
+            _ => {
+                return Err(InitError::Other(
+                    "exec monitor gave up before the start".into(),
+                ))
+            }
         }
     }
     for (fd, kind) in namespaces {
@@ -117,14 +121,16 @@ fn run(
     drop(tty);
 
     // Inside the container's mount namespace now: `/` is its root.
-    let (uid, gid, home) =
-        crate::container::start::resolve_user(&[PathBuf::from("/")], &spec.user)
-            .map_err(InitError::Other)?;
+    let (uid, gid, home) = crate::container::start::resolve_user(&[PathBuf::from("/")], &spec.user)
+        .map_err(InitError::Other)?;
     let mut cspec = ContainerSpec {
-        privileged: spec.privileged,
         process: spec.process.clone(),
         ..Default::default()
     };
+    if spec.privileged {
+        // Every capability we hold (a host may withhold some).
+        cspec.process.capabilities = permitted_capabilities()?;
+    }
     cspec.process.uid = uid;
     cspec.process.gid = gid;
     if !cspec.process.env.iter().any(|e| e.starts_with("HOME=")) {
@@ -152,6 +158,38 @@ fn run(
     Err(process::exec_error(arg0, errno))
 }
 
+/// The names of the capabilities in our permitted set.
+fn permitted_capabilities() -> Result<Vec<String>, InitError> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget fills two Data structs for version 3.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    Errno::result(r).map_err(sys_err("capget", "self"))?;
+    let mask = u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32);
+    Ok(process::CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .map(|(_, name)| name.to_string())
+        .collect())
+}
+
 /// Opens a pty from the container's devpts (so `tty` names `/dev/pts/N`
 /// inside it), sizes it, hands the master to the monitor and returns the
 /// slave.
@@ -170,9 +208,8 @@ fn open_pty(spec: &ExecSpec, sock: RawFd) -> Result<OwnedFd, InitError> {
         .map_err(sys_err("ioctl", "TIOCSPTLCK"))?;
     // SAFETY: TIOCGPTPEER opens the slave of this master (no path
     // look-up a container could redirect).
-    let slave =
-        Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) })
-            .map_err(sys_err("ioctl", "TIOCGPTPEER"))?;
+    let slave = Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) })
+        .map_err(sys_err("ioctl", "TIOCGPTPEER"))?;
     // SAFETY: as above.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     if let Some([rows, cols]) = spec.console_size {

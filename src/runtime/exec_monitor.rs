@@ -41,8 +41,8 @@ use super::cgroups;
 use super::exec_init::{exec_init, ExecIo};
 use super::exec_spec::ExecSpec;
 use super::monitor::{
-    bind_socket, detach_from_daemon, fail_early, io_ctx, read_failure, redirect_stdio, report, set_flags,
-    sys_ctx, Client, MonitorError,
+    bind_socket, detach_from_daemon, fail_early, io_ctx, read_failure, redirect_stdio, report,
+    set_flags, sys_ctx, Client, MonitorError,
 };
 use super::protocol::{Attach, Ready, Request, Response, PID_FILE, SOCKET_FILE};
 use super::state::{now_rfc3339, State, Status};
@@ -239,8 +239,7 @@ fn receive_master(sock: &OwnedFd) -> Option<OwnedFd> {
 /// A pty master is a character device (a container could try to send us
 /// something else).
 fn is_char_device(fd: &OwnedFd) -> bool {
-    nix::sys::stat::fstat(fd)
-        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR)
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR)
 }
 
 impl ExecMonitor {
@@ -439,8 +438,8 @@ impl ExecMonitor {
         loop {
             let reading = self.may_read_output();
             if let Some(at) = exited_at {
-                let drained = self.outputs.is_empty()
-                    || (reading && last_output.elapsed() >= DRAIN_IDLE);
+                let drained =
+                    self.outputs.is_empty() || (reading && last_output.elapsed() >= DRAIN_IDLE);
                 let flushed = self.clients.iter().all(|c| c.out.is_empty());
                 if drained && (flushed || at.elapsed() >= FLUSH_TIMEOUT) {
                     break;

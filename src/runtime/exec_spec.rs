@@ -76,7 +76,9 @@ impl ExecSpec {
             return Err(SpecError::Invalid("no container process to join".into()));
         }
         if !self.dir.is_absolute() {
-            return Err(SpecError::Invalid("exec dir must be an absolute path".into()));
+            return Err(SpecError::Invalid(
+                "exec dir must be an absolute path".into(),
+            ));
         }
         if !self.process.cwd.starts_with('/') {
             return Err(SpecError::Invalid(format!(
