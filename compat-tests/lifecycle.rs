@@ -56,6 +56,19 @@ fn rm_flag_removes_the_container_after_it_exits() {
 
     let out = d.docker(&["run", "--rm", &b, "sh", "-c", "exit 4"]);
     assert_eq!(out.status.code(), Some(4));
+    // Its anonymous volumes go with it; named ones stay.
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/anon",
+        "-v",
+        "keep:/named",
+        &b,
+        "true",
+    ]);
+    assert_eq!(d.docker_ok(&["volume", "ls", "-q"]).trim(), "keep");
+    d.docker_ok(&["volume", "rm", "keep"]);
 
     // Detached: the daemon removes it on its own.
     let id = d.docker_ok(&["run", "-d", "--rm", &b, "sleep", "0.2"]);
@@ -402,5 +415,95 @@ fn interactive_tty_session_and_detach_keys() {
     assert!(status.is_some(), "detach keys did not end the CLI");
     assert_eq!(inspect(&d, "dt")["State"]["Running"], true);
     d.docker_ok(&["rm", "-f", "dt"]);
+    cleanup(&d);
+}
+
+#[test]
+fn sizes_of_the_writable_layer() {
+    let d = daemon();
+    let b = busybox();
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "sz",
+        &b,
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero > /big",
+    ]);
+    let r = d.raw("GET", "/containers/json?all=1&size=1", b"");
+    let v: Value = serde_json::from_slice(&r.body).expect("list JSON");
+    let rw = v[0]["SizeRw"].as_u64().expect("SizeRw");
+    assert!((300_000..400_000).contains(&rw), "SizeRw {rw}");
+    assert!(
+        v[0]["SizeRootFs"].as_u64().unwrap_or(0) > rw + 500_000,
+        "{v}"
+    );
+    let ps = d.docker_ok(&["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(ps.contains("300kB") && ps.contains("virtual"), "{ps}");
+    let s = d.docker_ok(&["container", "inspect", "--size", "-f", "{{.SizeRw}}", "sz"]);
+    assert_eq!(s.trim(), rw.to_string());
+    cleanup(&d);
+}
+
+/// Parses the counter lines of a container's log; panics on a gap.
+fn counted_lines(d: &TestDaemon, name: &str) -> u64 {
+    let out = d.docker_ok(&["logs", name]);
+    let mut next = 0u64;
+    for line in out.lines() {
+        let n: u64 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: odd line {line:?}"));
+        assert_eq!(n, next, "{name}: log gap or repeat before {line:?}");
+        next += 1;
+    }
+    next
+}
+
+#[test]
+fn ten_containers_keep_running_and_logging_across_a_daemon_crash() {
+    let mut d = daemon();
+    let b = busybox();
+    let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        d.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            &b,
+            "sh",
+            "-c",
+            "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done",
+        ]);
+    }
+    let before: Vec<u64> = names.iter().map(|n| counted_lines(&d, n)).collect();
+    d.kill9();
+    // They log on while no daemon runs.
+    std::thread::sleep(Duration::from_millis(500));
+    d.start_again();
+    let ps = d.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    let mut running: Vec<&str> = ps.lines().collect();
+    running.sort();
+    let mut want: Vec<String> = names.iter().map(|n| format!("{n} running")).collect();
+    want.sort();
+    assert_eq!(running, want);
+    for (n, b) in names.iter().zip(&before) {
+        let after = counted_lines(&d, n);
+        assert!(after > b + 5, "{n}: {b} lines before, {after} after");
+    }
+    // A follower started after the restart sees new lines arrive.
+    let mut f = d
+        .docker_cmd(&["logs", "-f", "--tail", "0", "c0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut out = f.stdout.take().expect("stdout");
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut out, &mut buf).expect("read");
+    assert!(n > 0, "logs -f printed nothing");
+    let _ = f.kill();
+    let _ = f.wait();
     cleanup(&d);
 }

@@ -167,11 +167,11 @@ fn unknown_route_is_404_json() {
 #[test]
 fn unserved_endpoint_is_501_naming_it() {
     let d = TestDaemon::start();
-    let r = d.raw("GET", "/volumes", b"");
+    let r = d.raw("GET", "/plugins", b"");
     assert_eq!(r.status, 501, "{}", r.text());
     let msg = r.message();
     assert!(
-        msg.contains("/volumes"),
+        msg.contains("/plugins"),
         "message should name the endpoint: {msg}"
     );
     // Container actions not served yet answer the same way.
@@ -179,8 +179,8 @@ fn unserved_endpoint_is_501_naming_it() {
     assert_eq!(r.status, 501, "{}", r.text());
     assert!(r.message().contains("/containers/abc/top"), "{}", r.text());
     // And the CLI surfaces it instead of showing an empty list.
-    let err = d.docker_fails(&["volume", "ls"]);
-    assert!(err.contains("volumes"), "docker volume ls stderr: {err}");
+    let err = d.docker_fails(&["plugin", "ls"]);
+    assert!(err.contains("plugins"), "docker plugin ls stderr: {err}");
 }
 
 #[test]

@@ -18,6 +18,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v zstd >/dev/null || need+=(zstd)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v python3 >/dev/null || need+=(python3)
+command -v ps >/dev/null || need+=(procps)        # docker top
+command -v script >/dev/null || need+=(bsdutils)  # -it tests run the CLI in a terminal
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v mount.fuse >/dev/null 2>&1 || true
 command -v docker >/dev/null || need+=(docker.io)

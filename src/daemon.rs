@@ -83,6 +83,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         }));
     }
     containers.reconcile_dirs().await?;
+    containers.volumes.reconcile_dirs().await?;
     let exited = containers.reattach().await?;
     containers.reattach_execs().await?;
     {

@@ -7,6 +7,8 @@
 //!   content-addressed blob and layer store, import/save/load.
 //! - [`container`] is the container engine: create, start, stop, wait,
 //!   logs, remove, on top of [`runtime`]'s per-container monitors.
+//! - [`volume`] is the volume engine (the `local` driver); containers
+//!   mount volumes through [`container`]'s mounts.
 //! - [`store`] owns the SQLite database: schema, migrations, and one file per
 //!   kind of row. Every call runs off the async threads.
 //! - [`events`] is the single broadcaster behind `GET /events`.
@@ -28,3 +30,4 @@ pub mod logs;
 pub mod runtime;
 pub mod store;
 pub mod system;
+pub mod volume;

@@ -35,137 +35,12 @@ SETTLE="${BENCH_SETTLE:-3}"
 WARMUP="${BENCH_WARMUP:-1}"
 MYDOCKERD="${MYDOCKERD:-$REPO/target/release/mydockerd}"
 
-log() { echo "bench: $*" >&2; }
-CUR_LOG=""  # log of the daemon under test: its tail is shown when something breaks
-die() {
-    log "error: $*"
-    if [ -n "$CUR_LOG" ] && [ -f "$CUR_LOG" ]; then
-        log "last lines of $CUR_LOG:"
-        tail -n 20 "$CUR_LOG" >&2 || true
-    fi
-    exit 1
-}
-
+# shellcheck source=contrib/bench/lib.sh
+. "$REPO/contrib/bench/lib.sh"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
-[ "$(id -u)" = 0 ] || die "run as root (the daemons unpack layers with their owners)"
-DOCKER="$(command -v docker)" || die "the docker CLI is not on PATH (Debian: docker.io or docker-ce-cli)"
-[ -x "$MYDOCKERD" ] || die "$MYDOCKERD not found: build it first (cd $REPO && cargo build --release)"
-# A stale binary would silently benchmark old code.
-if [ -n "$(cd "$REPO" && find src Cargo.toml Cargo.lock -newer "$MYDOCKERD" -print -quit 2>/dev/null)" ]; then
-    log "warning: $MYDOCKERD is older than src/: rebuild with cargo build --release for current numbers"
-fi
-
-if ! command -v dockerd >/dev/null && [ "$INSTALL_DOCKERD" = 1 ]; then
-    log "installing docker.io (dockerd) for the comparison"
-    # policy-rc.d 101: the package's postinst must not start a system dockerd, which
-    # would create docker0 and iptables rules; we only want the binaries.
-    policy_added=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        policy_added=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >&2 \
-        || { [ "$policy_added" = 0 ] || rm -f /usr/sbin/policy-rc.d; die "apt-get install docker.io failed"; }
-    [ "$policy_added" = 0 ] || rm -f /usr/sbin/policy-rc.d
-fi
-DOCKERD="$(command -v dockerd || true)"
-
-# Every daemon (and the CLI) inherits these: nothing may leave the machine, while
-# loopback (our registry) is reached directly.
-export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.0/8,localhost
-export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY no_proxy=$NO_PROXY
-unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-
-# --- temp dir, registry, and the cleanup that undoes both -------------------------------
-TMP="$(mktemp -d "${BENCH_TMPDIR:-/tmp}/mydocker-bench.XXXXXX")"
-TMP="$(cd "$TMP" && pwd -P)"
-# A private CLI config: no credential helpers or contexts from the host's ~/.docker.
-export DOCKER_CONFIG="$TMP/cli"
-mkdir -p "$DOCKER_CONFIG"
-MY_PID="" DD_PID="" CTD_PID="" OWN_CTD_PID="" started_registry=0 made_run_docker=0
-REG_STATE="${MYDOCKER_REGISTRY_STATE:-/tmp/mydocker-test-registry}"
-
-# is_proc PID COMM: alive and still the program we started (pids get reused).
-is_proc() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null || true)" = "$2" ]; }
-
-# stop_proc PID COMM: SIGTERM, up to 30 s for a clean exit, then SIGKILL.
-stop_proc() {
-    local pid="$1" comm="$2" i
-    is_proc "$pid" "$comm" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 300); do is_proc "$pid" "$comm" || return 0; sleep 0.1; done
-    log "warning: $comm ($pid) ignored SIGTERM for 30 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.2
-}
-
-# dockerd 20.10 always creates /run/docker/plugins (plugin discovery; not configurable).
-# Remove it again if it was not there before; rmdir only ever removes empty dirs.
-undo_run_docker() {
-    if [ "$made_run_docker" = 1 ]; then
-        rmdir /run/docker/plugins /run/docker 2>/dev/null || log "warning: could not remove /run/docker"
-        made_run_docker=0
-    fi
-}
-
-# Mount points at or under $TMP, deepest first (dockerd bind-mounts its data root).
-mounts_under_tmp() {
-    findmnt -rn -o TARGET | awk -v t="$TMP" '$0 == t || index($0, t "/") == 1' | sort -r
-}
-
-cleanup() {
-    local rc=$? m
-    trap - EXIT INT TERM
-    stop_proc "$MY_PID" mydockerd
-    stop_proc "$DD_PID" dockerd
-    # dockerd stops the containerd it supervises; make sure, since we only know its pid.
-    stop_proc "$CTD_PID" containerd
-    stop_proc "$OWN_CTD_PID" containerd
-    undo_run_docker
-    for m in $(mounts_under_tmp); do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-    if [ -n "$(mounts_under_tmp)" ]; then
-        # rm -rf through a live bind mount would delete the mount's source too.
-        log "warning: still mounted under $TMP; leaving it in place:"; mounts_under_tmp >&2
-    else
-        rm -rf "$TMP"
-    fi
-    if [ "$started_registry" = 1 ]; then "$REPO/contrib/registry/stop.sh" >/dev/null 2>&1 || true; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT
-trap 'log terminated; exit 143' TERM
-
-# Like contrib/test.sh: reuse a running registry, stop it afterwards only if we started it.
-if ! [ -f "$REG_STATE/pid" ] || ! kill -0 "$(cat "$REG_STATE/pid")" 2>/dev/null; then
-    started_registry=1
-fi
-REG="$("$REPO/contrib/registry/ensure.sh" | tail -n 1)"
-[[ "$REG" =~ ^127\.0\.0\.1:[0-9]+$ ]] || die "contrib/registry/ensure.sh gave no address (got '$REG')"
+bench_setup
 REF="$REG/$IMAGE"
 log "registry $REG, image $REF, $RUNS runs per daemon, $("$DOCKER" --version)"
-
-# --- helpers -------------------------------------------------------------------------------
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-now() { echo "$EPOCHREALTIME"; }
-
-# wait_api SOCK PID COMM: until the daemon answers on SOCK (60 s), or it dies.
-wait_api() {
-    local sock="$1" pid="$2" comm="$3" i
-    for i in $(seq 1 600); do
-        is_proc "$pid" "$comm" || die "$comm exited during start-up"
-        if [ -S "$sock" ] && DOCKER_HOST="unix://$sock" "$DOCKER" version >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "$comm did not answer on $sock within 60 s"
-}
-
-# dir_entries DIR: how many entries DIR has (0 if it does not exist).
-dir_entries() { find "$1" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # timed_pull SOCK LOG: one docker pull; prints its wall time in seconds.
 timed_pull() {
@@ -179,21 +54,13 @@ timed_pull() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }  # VmRSS kB -> MB (10^6 bytes)
-
 # --- mydockerd ----------------------------------------------------------------------------
 # bench_mydocker: sets MY_TIMES, MY_IDLE_KB, MY_AFTER_KB, MY_HWM_KB.
 bench_mydocker() {
     local d="$TMP/mydocker" sock layers blobs i t
-    mkdir -p "$d"
-    sock="$d/mydocker.sock" layers="$d/data/image/layers" blobs="$d/data/image/blobs/sha256"
-    echo '{}' >"$d/daemon.json"
-    CUR_LOG="$d/mydockerd.log"
-    "$MYDOCKERD" --host "unix://$sock" --data-root "$d/data" --exec-root "$d/exec" \
-        --pidfile "$d/mydockerd.pid" --config-file "$d/daemon.json" </dev/null >"$CUR_LOG" 2>&1 &
-    MY_PID=$!
-    wait_api "$sock" "$MY_PID" mydockerd
+    layers="$d/data/image/layers" blobs="$d/data/image/blobs/sha256"
+    start_mydockerd "$d"
+    sock="$MY_SOCK"
     sleep "$SETTLE"
     MY_IDLE_KB="$(rss_kb "$MY_PID")"
     log "mydockerd pid $MY_PID: idle RSS ${MY_IDLE_KB} kB"
@@ -220,71 +87,15 @@ bench_mydocker() {
     sleep "$SETTLE"
     MY_AFTER_KB="$(rss_kb "$MY_PID")" MY_HWM_KB="$(hwm_kb "$MY_PID")"
     log "mydockerd: RSS after pulls ${MY_AFTER_KB} kB, peak ${MY_HWM_KB} kB"
-    stop_proc "$MY_PID" mydockerd
-    MY_PID=""
-    CUR_LOG=""
+    stop_mydockerd
 }
 
 # --- dockerd ------------------------------------------------------------------------------
-# Host paths a private dockerd must not touch; compared before and after.
-LEAK_PATHS=(/etc/docker /var/lib/docker /var/lib/containerd /run/docker /run/containerd
-    /run/docker.sock /run/docker.pid)
-host_snapshot() {
-    local p
-    for p in "${LEAK_PATHS[@]}"; do
-        if [ -e "$p" ]; then find "$p" -maxdepth 2 2>/dev/null || true; fi
-    done | sort
-    ip -o link show 2>/dev/null | awk -F': ' '{print "link " $2}' | sort
-}
-
 # bench_dockerd: sets DD_TIMES, DD_IDLE_KB (+ containerd), DD_AFTER_KB, DD_HWM_KB, DD_INFO.
 bench_dockerd() {
-    local d="$TMP/dockerd" sock data i t ctd_args=() before after
-    mkdir -p "$d"
-    sock="$d/docker.sock" data="$d/data"
-    [ -e /run/docker ] || made_run_docker=1
-    before="$(host_snapshot)"
-    # deprecated-key-path: dockerd 20.10 otherwise writes /etc/docker/key.json (no CLI flag).
-    printf '{"deprecated-key-path": "%s"}\n' "$d/key.json" >"$d/daemon.json"
-    # dockerd 20.10 uses /run/containerd/containerd.sock when it exists, a system daemon
-    # we must neither measure nor fill; only then do we start a private one ourselves.
-    # Otherwise dockerd supervises its own containerd under --exec-root/--data-root.
-    if [ -S /run/containerd/containerd.sock ] || [ "${BENCH_OWN_CONTAINERD:-0}" = 1 ]; then
-        log "starting a private containerd for dockerd"
-        mkdir -p "$d/containerd"
-        cat >"$d/containerd/config.toml" <<EOF
-version = 2
-root = "$d/containerd/root"
-state = "$d/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$d/containerd/containerd.sock"
-EOF
-        containerd --config "$d/containerd/config.toml" </dev/null >"$d/containerd/log" 2>&1 &
-        OWN_CTD_PID=$!
-        for i in $(seq 1 300); do [ -S "$d/containerd/containerd.sock" ] && break; sleep 0.1; done
-        [ -S "$d/containerd/containerd.sock" ] || { CUR_LOG="$d/containerd/log"; die "private containerd did not start"; }
-        ctd_args=(--containerd "$d/containerd/containerd.sock")
-    fi
-    CUR_LOG="$d/dockerd.log"
-    # --bridge=none and no iptables/masquerading: no docker0, no host firewall changes.
-    "$DOCKERD" --data-root "$data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
-        -H "unix://$sock" --config-file "$d/daemon.json" \
-        --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
-        --insecure-registry "$REG" "${ctd_args[@]}" </dev/null >"$CUR_LOG" 2>&1 &
-    DD_PID=$!
-    wait_api "$sock" "$DD_PID" dockerd
-    if [ -n "$OWN_CTD_PID" ]; then
-        CTD_PID="$OWN_CTD_PID"
-    else
-        CTD_PID="$(cat "$d/exec/containerd/containerd.pid" 2>/dev/null || true)"
-        [ -n "$CTD_PID" ] || CTD_PID="$(pgrep -P "$DD_PID" -x containerd | head -n 1 || true)"
-        is_proc "$CTD_PID" containerd || die "cannot find the containerd that dockerd started"
-        [ "$(awk '{print $4}' "/proc/$CTD_PID/stat")" = "$DD_PID" ] \
-            || die "containerd $CTD_PID is not dockerd's child: is another one in use?"
-    fi
-    DD_INFO="dockerd $(DOCKER_HOST="unix://$sock" "$DOCKER" version -f '{{.Server.Version}}'), storage driver $(DOCKER_HOST="unix://$sock" "$DOCKER" info -f '{{.Driver}}')"
-    log "$DD_INFO; dockerd pid $DD_PID, containerd pid $CTD_PID"
+    local d="$TMP/dockerd" sock data i t
+    start_dockerd "$d"
+    sock="$DD_SOCK" data="$d/data"
     sleep "$SETTLE"
     DD_IDLE_KB=$(($(rss_kb "$DD_PID") + $(rss_kb "$CTD_PID")))
     log "dockerd: idle RSS ${DD_IDLE_KB} kB (dockerd $(rss_kb "$DD_PID") + containerd $(rss_kb "$CTD_PID"))"
@@ -311,22 +122,10 @@ EOF
     DD_AFTER_KB=$(($(rss_kb "$DD_PID") + $(rss_kb "$CTD_PID")))
     DD_HWM_KB=$(($(hwm_kb "$DD_PID") + $(hwm_kb "$CTD_PID")))
     log "dockerd: RSS after pulls ${DD_AFTER_KB} kB (dockerd $(rss_kb "$DD_PID") + containerd $(rss_kb "$CTD_PID")), peak ${DD_HWM_KB} kB"
-    stop_proc "$DD_PID" dockerd
-    stop_proc "$CTD_PID" containerd
-    DD_PID="" CTD_PID="" OWN_CTD_PID=""
-    for i in $(mounts_under_tmp); do umount "$i" 2>/dev/null || umount -l "$i" || true; done
-    CUR_LOG=""
-    undo_run_docker
-    after="$(host_snapshot)"
-    if [ "$before" != "$after" ]; then
-        log "warning: dockerd changed host paths or links:"
-        diff <(echo "$before") <(echo "$after") | grep '^[<>]' >&2 || true
-    fi
+    stop_dockerd
 }
 
 # --- run ----------------------------------------------------------------------------------
-# Other work on the machine (a cargo build) skews the times: record the load to judge them.
-load1() { cut -d' ' -f1 /proc/loadavg; }
 LOAD_START="$(load1)" NCPU="$(nproc)"
 if awk -v l="$LOAD_START" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then
     log "warning: load average $LOAD_START on $NCPU CPUs: other work will skew the pull times"
@@ -343,9 +142,6 @@ fi
 
 # --- report -------------------------------------------------------------------------------
 MY_MED="$(median "${MY_TIMES[@]}")"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-# verdict A B: PASS if A <= B (unrounded inputs: 0.504 must not pass as "0.50").
-verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "PASS" : "MISS") }'; }
 
 echo
 echo "mydocker: $("$MYDOCKERD" --version 2>/dev/null || echo mydockerd); image $REF"
@@ -357,7 +153,6 @@ if [ "$HAVE_DD" = 1 ]; then
     echo "dockerd RSS = dockerd + its containerd"
 fi
 echo
-row() { printf '%-28s %10s %10s %8s  %-20s %s\n' "$@"; }
 row metric mydocker dockerd ratio target result
 row ---------------------------- ---------- ---------- -------- ---------------------- ------
 my_idle_mb="$(mb "$MY_IDLE_KB")"

@@ -17,6 +17,7 @@ use super::params::{self, Query as Q};
 use super::{ApiVersion, AppState};
 use crate::container::attach::{AttachOptions, AttachSession};
 use crate::container::list::ListOptions;
+use crate::container::mounts::MountPoint;
 use crate::container::wait::WaitCondition;
 use crate::container::{Container, CreateRequest};
 use crate::logs::ReadOptions;
@@ -54,13 +55,17 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Js
         filters: params::filters(&q)?,
     };
     let now = chrono::Utc::now();
-    let out: Vec<Value> = s
-        .containers
-        .list(&opts)
-        .await?
-        .iter()
-        .map(|c| summary_json(c, now))
-        .collect();
+    let with_size = params::flag(&q, "size");
+    let mounts = s.containers.all_mount_points().await?;
+    let mut out = vec![];
+    for c in s.containers.list(&opts).await? {
+        let points = mounts.get(c.id()).map(Vec::as_slice).unwrap_or(&[]);
+        let mut v = summary_json(&c, now, points);
+        if with_size {
+            add_sizes(&s, &c, &mut v).await?;
+        }
+        out.push(v);
+    }
     Ok(Json(Value::Array(out)))
 }
 
@@ -94,8 +99,12 @@ pub async fn dispatch(
     match (&method, action) {
         (&Method::GET, "json") => {
             let c = s.containers.get(id).await?;
-            let mut v = inspect_json(&s, &c);
+            let mounts = s.containers.mount_points(c.id()).await?;
+            let mut v = inspect_json(&s, &c, &mounts);
             v["ExecIDs"] = super::exec::exec_ids_json(&s, c.id()).await?;
+            if params::flag(&q, "size") {
+                add_sizes(&s, &c, &mut v).await?;
+            }
             Ok(Json(v).into_response())
         }
         (&Method::POST, "start") => {
@@ -197,12 +206,21 @@ pub async fn dispatch(
             if params::flag(&q, "link") {
                 return Err(ApiError::bad_request("links are not supported by mydocker"));
             }
-            // `v` (anonymous volumes): there are none yet.
-            s.containers.remove(id, params::flag(&q, "force")).await?;
+            s.containers
+                .remove(id, params::flag(&q, "force"), params::flag(&q, "v"))
+                .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Ok(super::unsupported::not_implemented(uri, req).await),
     }
+}
+
+/// `SizeRw` and `SizeRootFs`, asked for with `size=1`.
+async fn add_sizes(s: &AppState, c: &Container, v: &mut Value) -> ApiResult<()> {
+    let (rw, root) = s.containers.sizes(c).await?;
+    v["SizeRw"] = json!(rw);
+    v["SizeRootFs"] = json!(root);
+    Ok(())
 }
 
 fn int_param(q: &Q, name: &str) -> ApiResult<Option<i64>> {
@@ -407,7 +425,7 @@ fn network_mode(c: &Container) -> String {
         .to_string()
 }
 
-fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>) -> Value {
+fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>, mounts: &[MountPoint]) -> Value {
     json!({
         "Id": c.row.id,
         "Names": [c.slash_name()],
@@ -421,11 +439,11 @@ fn summary_json(c: &Container, now: chrono::DateTime<chrono::Utc>) -> Value {
         "Status": c.state.human_status(now),
         "HostConfig": { "NetworkMode": network_mode(c) },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": [],
+        "Mounts": mounts,
     })
 }
 
-fn inspect_json(s: &AppState, c: &Container) -> Value {
+fn inspect_json(s: &AppState, c: &Container, mounts: &[MountPoint]) -> Value {
     let st = &c.state;
     let mut args = c.config.entrypoint.clone().unwrap_or_default();
     args.extend(c.config.cmd.clone().unwrap_or_default());
@@ -495,7 +513,7 @@ fn inspect_json(s: &AppState, c: &Container) -> Value {
                 "MergedDir": bundle.join("rootfs"),
             },
         },
-        "Mounts": [],
+        "Mounts": mounts,
         "Config": config,
         "NetworkSettings": {
             "Bridge": "",

@@ -16,6 +16,7 @@ pub mod params;
 mod spec_test;
 mod system;
 mod unsupported;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -92,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{*rest}", any(containers::dispatch))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{*name}", any(volumes::dispatch))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))

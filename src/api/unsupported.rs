@@ -16,8 +16,6 @@ use super::AppState;
 const NOT_SERVED: &[&str] = &[
     "/networks",
     "/networks/{*rest}",
-    "/volumes",
-    "/volumes/{*rest}",
     "/build",
     "/build/{*rest}",
     "/commit",

@@ -168,7 +168,7 @@ const CONFIG_KEYS: &[&str] = &[
     "ArgsEscaped",
     "HostConfig",
     "NetworkingConfig",
-    // Empty maps are sent by the CLI; a non-empty one is refused below.
+    // Anonymous volumes (`-v /path`), see mounts.rs.
     "Volumes",
 ];
 
@@ -187,6 +187,12 @@ const HOST_KEYS: &[&str] = &[
     "IpcMode",
     "PidMode",
     "CgroupnsMode",
+    // Mounts and volumes, see mounts.rs.
+    "Binds",
+    "Mounts",
+    "Tmpfs",
+    "VolumesFrom",
+    "VolumeDriver",
 ];
 
 /// Refuses options we cannot honour, naming them; normalises NetworkMode.
@@ -196,19 +202,19 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
             return Err(unsupported(&format!("Config.{k}")));
         }
     }
-    if req.config.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("Config.Volumes (anonymous volumes, -v)"));
-    }
     let resource_keys: Vec<String> = match serde_json::to_value(Resources::default()) {
         Ok(Value::Object(m)) => m.keys().cloned().collect(),
         _ => vec![],
     };
     for (k, v) in &req.host_config {
-        if HOST_KEYS.contains(&k.as_str()) || resource_keys.contains(k) || is_zero(v) {
+        if HOST_KEYS.contains(&k.as_str())
+            || super::security::HOST_KEYS.contains(&k.as_str())
+            || resource_keys.contains(k)
+            || is_zero(v)
+        {
             continue;
         }
         return Err(match k.as_str() {
-            "Binds" | "Mounts" => unsupported(&format!("HostConfig.{k} (volumes and bind mounts)")),
             "PortBindings" | "PublishAllPorts" => {
                 unsupported(&format!("HostConfig.{k} (published ports)"))
             }
@@ -356,6 +362,7 @@ impl ContainerService {
             )));
         }
         check_unsupported(&mut req)?;
+        super::security::validate(&req.host_config)?;
         let mut res: Resources = serde_json::from_value(Value::Object(req.host_config.clone()))
             .map_err(|e| EngineError::InvalidParameter(format!("invalid HostConfig: {e}")))?;
         res.allow_all_devices = req
@@ -415,16 +422,39 @@ impl ContainerService {
         if let Some(sig) = &cfg.stop_signal {
             super::stop::parse_signal(sig)?;
         }
+        // The image's VOLUMEs join the request's, as in dockerd.
+        if let Some(iv) = &ic.volumes {
+            let v = cfg.volumes.get_or_insert_with(BTreeMap::new);
+            for (k, x) in iv {
+                v.entry(k.clone()).or_insert_with(|| x.clone());
+            }
+        }
         if cfg.volumes.as_ref().is_some_and(|v| v.is_empty()) {
             cfg.volumes = None;
         }
+        // Checked before anything is made; volumes made here go again if
+        // the create fails below.
+        let config_volumes: Vec<String> = cfg
+            .volumes
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mounts = self
+            .plan_mounts(
+                &req.host_config,
+                &config_volumes,
+                self.images.layer_paths(&image),
+            )
+            .await?;
 
         let id = new_id();
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_string();
         }
-        let name = if name.is_empty() { random_name() } else { name };
-        let row = ContainerRow {
+        let generated = name.is_empty();
+        let name = if generated { random_name() } else { name };
+        let mut row = ContainerRow {
             id: id.clone(),
             name,
             image_id: image.row.id.clone(),
@@ -436,37 +466,57 @@ impl ContainerService {
         };
         // Folder first: a row never names a missing folder.
         let dir = self.container_dir(&id);
-        {
+        let made = {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || {
                 std::fs::create_dir_all(dir.join("upper"))?;
                 std::fs::create_dir_all(dir.join("work"))
             })
             .await
-            .map_err(EngineError::internal)??;
+            .map_err(EngineError::internal)
+        };
+        if let Err(e) = made.and_then(|r| r.map_err(EngineError::from)) {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            self.volumes.remove_if_unused(&mounts.created).await;
+            return Err(e);
         }
-        let r = row.clone();
+        let mut r = row.clone();
+        let created_volumes = mounts.created.clone();
         let inserted = self
             .store
             .call(move |conn| {
-                if let Some(other) = rows::by_name(conn, &r.name)? {
-                    return Ok(Err(other.id));
+                let tx = conn.transaction()?;
+                // A generated name that is taken gets a digit appended, as
+                // dockerd's generator does on retry.
+                for _ in 0..10 {
+                    match rows::by_name(&tx, &r.name)? {
+                        Some(_) if generated => {
+                            r.name = format!("{}{}", r.name, rand::random::<u8>() % 10)
+                        }
+                        Some(other) => return Ok(Err(other.id)),
+                        None => {
+                            rows::insert(&tx, &r)?;
+                            super::mounts::insert_rows(&tx, &r.id, &mounts)?;
+                            tx.commit()?;
+                            return Ok(Ok(r.name));
+                        }
+                    }
                 }
-                rows::insert(conn, &r)?;
-                Ok(Ok(()))
+                Err(EngineError::Internal("no free container name".into()))
             })
             .await;
         match inserted {
-            Ok(Ok(())) => {}
+            Ok(Ok(name)) => row.name = name,
             other => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
+                self.volumes.remove_if_unused(&created_volumes).await;
                 return match other {
                     Ok(Err(owner)) => Err(EngineError::Conflict(format!(
                         "Conflict. The container name \"/{}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name.",
                         row.name
                     ))),
                     Err(e) => Err(e),
-                    Ok(Ok(())) => unreachable!("handled above"),
+                    Ok(Ok(_)) => unreachable!("handled above"),
                 };
             }
         }
@@ -506,10 +556,13 @@ mod tests {
         assert_eq!(req.config.cmd, Some(vec!["true".to_string()]));
         check_unsupported(&mut req).expect("defaults are fine");
         assert_eq!(req.host_config["NetworkMode"], "bridge");
-        let body = br#"{"Image":"busybox","HostConfig":{"Binds":["/a:/b"]}}"#;
+        let body = br#"{"Image":"busybox","HostConfig":{"Binds":["/a:/b"],"Tmpfs":{"/t":""}}}"#;
+        let mut req = CreateRequest::parse("", body).expect("parses");
+        check_unsupported(&mut req).expect("mounts are served");
+        let body = br#"{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{}]}}}"#;
         let mut req = CreateRequest::parse("", body).expect("parses");
         let e = check_unsupported(&mut req).unwrap_err().to_string();
-        assert!(e.contains("HostConfig.Binds"), "{e}");
+        assert!(e.contains("HostConfig.PortBindings"), "{e}");
         let body = br#"{"Image":"busybox","ExposedPorts":{"80/tcp":{}}}"#;
         let mut req = CreateRequest::parse("", body).expect("parses");
         assert!(check_unsupported(&mut req).is_err());

@@ -524,6 +524,8 @@ impl ContainerService {
         };
         process.tty = e.config.tty;
         process.open_stdin = e.config.attach_stdin;
+        // `--init` concerns the container's PID 1 only.
+        process.init = false;
         let privileged = e.config.privileged || cspec.privileged;
         let user = match e.config.user.as_deref() {
             Some(u) if !u.is_empty() => u.to_string(),

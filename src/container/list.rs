@@ -17,8 +17,13 @@ impl ContainerService {
     pub async fn list(&self, opts: &ListOptions) -> EngineResult<Vec<Container>> {
         let f = &opts.filters;
         f.accept_only(&[
-            "id", "name", "label", "status", "ancestor", "exited", "before", "since",
+            "id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume",
         ])?;
+        let mounts = if f.contains("volume") {
+            self.all_mount_points().await?
+        } else {
+            Default::default()
+        };
         for s in f.get("status") {
             if !Status::is_filter_value(s) {
                 return Err(EngineError::InvalidParameter(format!(
@@ -74,6 +79,10 @@ impl ContainerService {
             let exit_ok = exited.is_empty()
                 || (c.state.status == Status::Exited && exited.contains(&c.state.exit_code));
             if !exit_ok {
+                continue;
+            }
+            let points = mounts.get(c.id()).map(Vec::as_slice).unwrap_or(&[]);
+            if !f.any_or_absent("volume", |v| super::mounts::mounts_match(points, v)) {
                 continue;
             }
             if f.contains("ancestor") && !ancestors.contains(&c.row.image_id) {

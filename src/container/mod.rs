@@ -8,6 +8,7 @@
 //! - `<exec-root>/containers/<id>/`: the runtime bundle (`spec.json`,
 //!   `state.json`, the monitor's socket and pid file), rewritten at each
 //!   start;
+//! - its mounts as rows of `container_mounts` (see `mounts.rs`);
 //! - the cgroup `mydocker/<id>` (under each controller on v1), made at
 //!   start and removed once the container has exited.
 //!
@@ -25,12 +26,15 @@ pub mod exec;
 pub mod list;
 pub mod log_config;
 pub mod logs;
+pub mod mounts;
 pub mod pause;
 pub mod remove;
 pub mod rename;
 pub mod resize;
 pub mod restart;
 pub mod restart_policy;
+pub mod security;
+pub mod size;
 pub mod start;
 pub mod state;
 pub mod stats;
@@ -52,6 +56,7 @@ use crate::runtime::cgroups::HostCaps;
 use crate::runtime::MonitorHandle;
 use crate::store::containers::{self as rows, ContainerRow};
 use crate::store::Store;
+use crate::volume::VolumeService;
 pub use create::{ContainerConfig, CreateRequest};
 pub use state::{ContainerState, Status};
 
@@ -82,6 +87,8 @@ pub struct ContainerService {
     pub store: Store,
     pub images: Arc<ImageService>,
     pub events: EventBus,
+    /// The volume engine; containers mount its volumes.
+    pub volumes: Arc<VolumeService>,
     containers_dir: PathBuf,
     bundles_dir: PathBuf,
     /// The `mydockerd` binary, started as `mydockerd __monitor <bundle>`.
@@ -142,6 +149,7 @@ impl ContainerService {
         let host = HostCaps::probe();
         Arc::new_cyclic(|me| ContainerService {
             me: me.clone(),
+            volumes: Arc::new(VolumeService::new(store.clone(), events.clone(), data_root)),
             store,
             images,
             events,

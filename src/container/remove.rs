@@ -1,5 +1,6 @@
 //! `docker rm` and `docker container prune`.
 
+use super::size::dir_size;
 use super::{Container, ContainerService};
 use crate::error::{EngineError, EngineResult};
 use crate::filters::Filters;
@@ -10,28 +11,10 @@ pub struct PruneReport {
     pub space_reclaimed: u64,
 }
 
-/// Bytes of regular files under `dir` (the writable layer and the log).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
-}
-
 impl ContainerService {
-    /// `DELETE /containers/{id}`; `force` kills a running container first.
-    pub async fn remove(&self, name: &str, force: bool) -> EngineResult<()> {
+    /// `DELETE /containers/{id}`; `force` kills a running container first,
+    /// `volumes` (`-v`, and AutoRemove) removes its anonymous volumes too.
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> EngineResult<()> {
         let c = self.get(name).await?;
         let lock = self.op_lock(c.id());
         let _g = lock.lock().await;
@@ -60,7 +43,14 @@ impl ContainerService {
             self.kill(c.id(), Some("SIGKILL")).await?;
             let _ = rx.wait_for(|s| s.exits > exits || !s.running).await;
         }
+        // Read before the mount rows go with the container.
+        let anonymous = if volumes {
+            self.anonymous_volumes(c.id()).await?
+        } else {
+            vec![]
+        };
         self.destroy(&c).await?;
+        self.remove_anonymous_volumes(&anonymous).await;
         Ok(())
     }
 

@@ -121,7 +121,13 @@ impl ContainerService {
         let lock = self.op_lock(c.id());
         let _g = lock.lock().await;
         match self.get(c.id()).await {
-            Ok(now) if !now.state.running() => self.destroy(&now).await.map(|_| ()),
+            Ok(now) if !now.state.running() => {
+                // As `docker rm -v`: anonymous volumes go with it.
+                let anonymous = self.anonymous_volumes(now.id()).await?;
+                self.destroy(&now).await?;
+                self.remove_anonymous_volumes(&anonymous).await;
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

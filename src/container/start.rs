@@ -24,6 +24,7 @@ struct StartPlan {
     cgroup_root: PathBuf,
     exe: PathBuf,
     host_resolv: PathBuf,
+    security: super::security::StartOptions,
 }
 
 /// Who starts a container: the user resets the restart policy's count
@@ -53,8 +54,19 @@ impl ContainerService {
             return Ok(());
         }
         let image = self.images.resolve(&c.row.image_id).await?;
-        let plan = self.plan(&c, self.images.layer_paths(&image))?;
+        let mounts = self.mount_specs(&c).await;
+        let mut plan = self.plan(&c, self.images.layer_paths(&image))?;
         let id = c.id().to_string();
+        match mounts {
+            Ok(m) => plan.spec.mounts = m,
+            Err(e) => {
+                let m = e.to_string();
+                self.update_state(&id, move |st| st.mark_start_failed(128, &m))
+                    .await?;
+                self.release_volumes(&c, false).await;
+                return Err(e);
+            }
+        }
         let result = tokio::task::spawn_blocking(move || launch(plan))
             .await
             .map_err(EngineError::internal)?;
@@ -73,11 +85,13 @@ impl ContainerService {
                 if cause == StartCause::User {
                     self.with_live(&id, |l| l.restart_delay = std::time::Duration::ZERO);
                 }
+                self.emit_volume_mounts(&c).await;
                 self.emit(&c, "start", &[]);
                 self.watch_exit(c, handle);
                 Ok(())
             }
             Err(LaunchError::Start { message, exit_code }) => {
+                self.release_volumes(&c, false).await;
                 let msg = format!("failed to create task for container: {message}: unknown");
                 let m = msg.clone();
                 self.update_state(&id, move |st| {
@@ -93,6 +107,7 @@ impl ContainerService {
                 }
             }
             Err(LaunchError::Other(e)) => {
+                self.release_volumes(&c, false).await;
                 let m = e.clone();
                 self.update_state(&id, move |st| st.mark_start_failed(128, &m))
                     .await?;
@@ -174,6 +189,7 @@ impl ContainerService {
                 .map(|s| s.to_string())
                 .collect();
         }
+        let security = super::security::plan(hc, &mut spec)?;
         let mut user_layers = vec![dir.join("upper")];
         user_layers.extend(layers);
         Ok(StartPlan {
@@ -184,6 +200,7 @@ impl ContainerService {
             cgroup_root: self.cgroup_root.clone(),
             exe: self.exe.clone(),
             host_resolv: PathBuf::from("/etc/resolv.conf"),
+            security,
         })
     }
 
@@ -229,6 +246,9 @@ impl ContainerService {
         let root = self.cgroup_root.clone();
         let _ = tokio::task::spawn_blocking(move || remove_cgroup(&root, &path)).await;
         self.set_monitor(&id, None);
+        // Before waiters hear of the exit: a tmpfs volume is unmounted
+        // when `docker run` returns.
+        self.release_volumes(c, true).await;
         let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stopping.clone();
         let res = self
@@ -349,6 +369,12 @@ fn launch(mut plan: StartPlan) -> Result<(MonitorHandle, String), LaunchError> {
     if !plan.spec.process.env.iter().any(|e| e.starts_with("HOME=")) {
         plan.spec.process.env.push(format!("HOME={home}"));
     }
+    plan.security
+        .apply(&mut plan.spec, &plan.layers, &plan.user)
+        .map_err(|message| LaunchError::Start {
+            message,
+            exit_code: 128,
+        })?;
     write_etc_files(&plan).map_err(|e| other(&e))?;
     plan.spec.save().map_err(|e| other(&e))?;
     let cg_path = plan
@@ -411,31 +437,17 @@ fn write_etc_files(plan: &StartPlan) -> std::io::Result<()> {
         fs::write(p, format!("{}\n", plan.spec.hostname))?;
     }
     if let Some(p) = &files.hosts {
-        fs::write(
-            p,
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        )?;
+        fs::write(p, plan.security.hosts_file())?;
     }
     if let Some(p) = &files.resolv_conf {
-        // The host's file without loopback resolvers, which cannot answer
-        // from the container's own network namespace (dockerd does the same).
         let host = fs::read_to_string(&plan.host_resolv).unwrap_or_default();
-        let kept: Vec<&str> = host
-            .lines()
-            .filter(|l| {
-                let mut w = l.split_whitespace();
-                !(w.next() == Some("nameserver")
-                    && w.next()
-                        .is_some_and(|a| a.starts_with("127.") || a == "::1"))
-            })
-            .collect();
-        fs::write(p, kept.join("\n") + "\n")?;
+        fs::write(p, plan.security.resolv_conf(&host))?;
     }
     Ok(())
 }
 
 /// The first `etc/<name>` found through the layers (top first).
-fn read_layered(layers: &[PathBuf], name: &str) -> String {
+pub(super) fn read_layered(layers: &[PathBuf], name: &str) -> String {
     layers
         .iter()
         .find_map(|l| fs::read_to_string(l.join("etc").join(name)).ok())

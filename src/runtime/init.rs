@@ -119,11 +119,15 @@ fn init(
     let path = process::c_path(&exe)?;
     let args = process::c_strings(&spec.process.args)?;
     let env = process::c_strings(&spec.process.env)?;
+    let arg0 = spec.process.args.first().map(String::as_str).unwrap_or("");
+    if spec.process.init {
+        let title = super::pid1::title(&spec.process.args);
+        return super::pid1::run(arg0, &path, &args, &env, spec.process.tty, &title);
+    }
     let errno = match nix::unistd::execve(&path, &args, &env) {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let arg0 = spec.process.args.first().map(String::as_str).unwrap_or("");
     Err(process::exec_error(arg0, errno))
 }
 

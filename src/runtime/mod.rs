@@ -8,6 +8,7 @@
 //!   and the control socket `<bundle>/monitor.sock`.
 //! - [`init`] (private), [`rootfs`], [`process`]: the container's init:
 //!   mounts and `pivot_root`, user and capabilities, entrypoint look-up.
+//! - [`pid1`]: `--init`, our small PID 1 that forwards signals and reaps.
 //! - [`exec_spec`], [`exec_monitor`], `exec_init`: `mydockerd __exec
 //!   <dir>`, one monitor per exec process run inside a running container;
 //!   the daemon drives it through the same [`MonitorHandle`].
@@ -27,6 +28,7 @@ pub mod exec_monitor;
 pub mod exec_spec;
 mod init;
 pub mod monitor;
+pub mod pid1;
 pub mod process;
 pub mod protocol;
 pub mod rootfs;

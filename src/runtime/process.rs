@@ -169,15 +169,22 @@ pub fn rlimit_resource(name: &str) -> Option<u32> {
 /// runc's order.
 pub fn apply_credentials(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), InitError> {
     let p = &spec.process;
+    if let Some(adj) = p.oom_score_adj {
+        // Lowering it needs CAP_SYS_RESOURCE: before any capability goes.
+        sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())?;
+    }
     for r in &p.rlimits {
         let res =
             rlimit_resource(&r.name).ok_or_else(|| InitError::UnknownRlimit(r.name.clone()))?;
         sys.setrlimit(res, r.soft, r.hard)?;
     }
+    // Never more than we hold: a daemon running without some capability
+    // (a restricted host) cannot grant it.
+    let held = all_capabilities() & sys.permitted_caps()?;
     let caps = if spec.privileged {
-        all_capabilities()
+        held
     } else {
-        capability_mask(&p.capabilities)? & all_capabilities()
+        capability_mask(&p.capabilities)? & held
     };
     let last = 63 - all_capabilities().leading_zeros();
     for cap in 0..=last {
@@ -300,6 +307,7 @@ mod tests {
         spec.process.gid = 100;
         spec.process.additional_gids = vec![10, 20];
         spec.process.no_new_privileges = true;
+        spec.process.oom_score_adj = Some(-500);
         spec.process.rlimits = vec![Rlimit {
             name: "nofile".into(),
             soft: 1024,
@@ -314,6 +322,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{s} missing in {calls:#?}"))
         };
         assert!(calls.contains(&"setrlimit 7 1024 2048".to_string()));
+        assert_eq!(calls[0], "write /proc/self/oom_score_adj -500");
         assert!(calls.contains(&"drop_bounding 21".to_string()));
         assert!(!calls.contains(&"drop_bounding 0".to_string()));
         assert!(pos("drop_bounding") < pos("keepcaps true"));

@@ -69,6 +69,7 @@ pub fn prepare_rootfs(
     mount_overlay(sys, &spec.rootfs, &spec.bundle)?;
     let root = spec.rootfs.mountpoint.as_path();
     mount_standard(sys, spec, root)?;
+    create_devices(sys, spec, root)?;
     if let Some(console) = console {
         let target = root.join("dev/console");
         sys.create_file(&target)?;
@@ -79,6 +80,8 @@ pub fn prepare_rootfs(
         mount_user(sys, root, m)?;
     }
     sys.pivot_root(root)?;
+    // runc's order: sysctls go in while /proc/sys is still writable.
+    write_sysctls(sys, spec)?;
     if !spec.privileged {
         for p in &spec.masked_paths {
             mask_path(sys, Path::new(p))?;
@@ -256,6 +259,33 @@ fn mount_standard(sys: &dyn Sys, spec: &ContainerSpec, root: &Path) -> Result<()
             nsd | MsFlags::MS_NOEXEC | ro,
             None,
         )?;
+    }
+    Ok(())
+}
+
+/// Makes the spec's extra device nodes in the new `/dev` (a node that is
+/// already there, such as `/dev/null`, is kept).
+fn create_devices(sys: &dyn Sys, spec: &ContainerSpec, root: &Path) -> Result<(), RootfsError> {
+    for d in &spec.devices {
+        let target = sys.resolve_in_root(root, Path::new(&d.path))?;
+        if sys.kind(&target).is_some() {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            sys.mkdir_all(parent, 0o755)?;
+        }
+        sys.mknod_device(&target, d.kind, d.mode, d.major, d.minor)?;
+        sys.chown(&target, d.uid, d.gid)?;
+    }
+    Ok(())
+}
+
+/// Writes the spec's sysctls below `/proc/sys` (of the container's own
+/// namespaces: the init runs in them).
+fn write_sysctls(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), RootfsError> {
+    for (key, value) in &spec.sysctls {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        sys.write_file(&path, value)?;
     }
     Ok(())
 }
@@ -578,6 +608,52 @@ mod tests {
             overlay_data(&rootfs, Path::new("/b")),
             Err(RootfsError::TooManyLayers(2000))
         ));
+    }
+
+    #[test]
+    fn devices_and_sysctls() {
+        let sys = FakeSys::new()
+            .with("/b/merged/dev/null", FileKind::File)
+            .with("/proc/sys", FileKind::Dir);
+        let mut s = spec();
+        let node = |path: &str, kind, major, minor| crate::runtime::spec::DeviceNode {
+            path: path.into(),
+            kind,
+            major,
+            minor,
+            mode: 0o660,
+            uid: 0,
+            gid: 6,
+        };
+        s.devices = vec![
+            node("/dev/fuse", 'c', 10, 229),
+            node("/dev/null", 'c', 1, 3),
+            node("/dev/disk/sda", 'b', 8, 0),
+        ];
+        s.sysctls = [("kernel.shmmax", "1000000"), ("net.ipv4.ip_forward", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        prepare_rootfs(&sys, &s, None).expect("plan");
+        let calls = sys.calls();
+        let fuse = index_of(&calls, "mknod /b/merged/dev/fuse c 660 10:229");
+        assert!(fuse > index_of(&calls, "mount tmpfs /b/merged/dev"));
+        assert!(fuse < index_of(&calls, "chown /b/merged/dev/fuse 0:6"));
+        assert!(
+            index_of(&calls, "mkdir /b/merged/dev/disk 755")
+                < index_of(&calls, "mknod /b/merged/dev/disk/sda b 660 8:0")
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("mknod /b/merged/dev/null c")),
+            "an existing node is kept: {calls:#?}"
+        );
+        // Sysctls after the pivot, before /proc/sys turns read-only.
+        let shm = index_of(&calls, "write /proc/sys/kernel/shmmax 1000000");
+        index_of(&calls, "write /proc/sys/net/ipv4/ip_forward 1");
+        assert!(shm > index_of(&calls, "pivot_root"));
+        assert!(shm < index_of(&calls, "mount /proc/sys /proc/sys - MS_BIND|MS_REC"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! only final values (numbers, absolute paths), so the monitor never needs
 //! the database. Defaults follow dockerd + runc.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +115,12 @@ pub struct ContainerSpec {
     /// Signal name or number for `docker stop` (the daemon's business; kept
     /// here so a restarted daemon finds it).
     pub stop_signal: String,
+    /// Namespaced sysctls (`kernel.shmmax` -> value), written below
+    /// `/proc/sys` inside the container before it is made read-only.
+    pub sysctls: BTreeMap<String, String>,
+    /// Device nodes made in the container's `/dev` (`Devices`, and every
+    /// host device when privileged), after the standard ones.
+    pub devices: Vec<DeviceNode>,
 }
 
 impl Default for ContainerSpec {
@@ -138,6 +145,8 @@ impl Default for ContainerSpec {
             cgroup: None,
             log: None,
             stop_signal: "SIGTERM".to_string(),
+            sysctls: BTreeMap::new(),
+            devices: Vec::new(),
         }
     }
 }
@@ -175,6 +184,11 @@ pub struct ProcessSpec {
     pub capabilities: Vec<String>,
     pub no_new_privileges: bool,
     pub rlimits: Vec<Rlimit>,
+    /// Written to `/proc/self/oom_score_adj` before the user switch.
+    pub oom_score_adj: Option<i32>,
+    /// `--init`: PID 1 is our small init, which runs the command as its
+    /// child, forwards signals to it and reaps zombies.
+    pub init: bool,
 }
 
 impl Default for ProcessSpec {
@@ -191,6 +205,8 @@ impl Default for ProcessSpec {
             capabilities: DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
             no_new_privileges: false,
             rlimits: Vec::new(),
+            oom_score_adj: None,
+            init: false,
         }
     }
 }
@@ -201,6 +217,21 @@ pub struct Rlimit {
     pub name: String,
     pub soft: u64,
     pub hard: u64,
+}
+
+/// A device node of the container's `/dev`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: char,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits of the node.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Files of the bundle bind-mounted over the container's `/etc` entries.
@@ -316,6 +347,19 @@ impl ContainerSpec {
                 "the working directory '{}' is invalid, it needs to be an absolute path",
                 self.process.cwd
             )));
+        }
+        for d in &self.devices {
+            if !d.path.starts_with("/dev/") || !matches!(d.kind, 'c' | 'b') {
+                return Err(SpecError::Invalid(format!(
+                    "device {} ({}) must be a char or block node below /dev",
+                    d.path, d.kind
+                )));
+            }
+        }
+        for k in self.sysctls.keys() {
+            if k.contains(['/', '\0']) || k.split('.').any(str::is_empty) {
+                return Err(SpecError::Invalid(format!("invalid sysctl name {k:?}")));
+            }
         }
         for m in &self.mounts {
             if !m.destination.starts_with('/') {

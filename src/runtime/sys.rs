@@ -59,6 +59,18 @@ pub trait Sys {
     fn create_file(&self, path: &Path) -> Result<(), SysError>;
     /// A character device with exactly `mode` (no umask), owned by root.
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), SysError>;
+    /// A char (`c`) or block (`b`) device with exactly `mode`.
+    fn mknod_device(
+        &self,
+        path: &Path,
+        kind: char,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    ) -> Result<(), SysError>;
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), SysError>;
+    /// Writes `data` to an existing file (`/proc/sys/...`, `/proc/self/...`).
+    fn write_file(&self, path: &Path, data: &str) -> Result<(), SysError>;
     /// Creates (or replaces) the symlink `link` -> `target`.
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), SysError>;
     fn kind(&self, path: &Path) -> Option<FileKind>;
@@ -76,12 +88,32 @@ pub trait Sys {
     /// Sets effective, permitted and inheritable (bit masks).
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), SysError>;
     fn clear_ambient(&self) -> Result<(), SysError>;
+    /// This process's permitted capabilities (a mask).
+    fn permitted_caps(&self) -> Result<u64, SysError>;
     fn set_no_new_privs(&self) -> Result<(), SysError>;
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> Result<(), SysError>;
 }
 
 /// The real thing.
 pub struct LinuxSys;
+
+/// capget(2)/capset(2)'s header, `_LINUX_CAPABILITY_VERSION_3`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// One of the two 32-bit halves of the capability sets.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
 
 fn cstr(p: &Path) -> Result<CString, SysError> {
     CString::new(p.as_os_str().as_bytes())
@@ -148,16 +180,45 @@ impl Sys for LinuxSys {
     }
 
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), SysError> {
+        self.mknod_device(path, 'c', mode, major, minor)
+    }
+
+    fn mknod_device(
+        &self,
+        path: &Path,
+        kind: char,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    ) -> Result<(), SysError> {
+        let fmt = match kind {
+            'c' => libc::S_IFCHR,
+            'b' => libc::S_IFBLK,
+            _ => return Err(SysError::new("mknod", path.display(), Errno::EINVAL)),
+        };
         let c = cstr(path)?;
         let dev = libc::makedev(major as u32, minor as u32);
         // SAFETY: c is a valid NUL-terminated path.
-        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | mode, dev) };
+        let r = unsafe { libc::mknod(c.as_ptr(), fmt | (mode & 0o7777), dev) };
         Errno::result(r).map_err(|e| SysError::new("mknod", path.display(), e))?;
-        // mknod's mode went through the umask; chmod sets it exactly.
         // SAFETY: as above.
-        let r = unsafe { libc::chmod(c.as_ptr(), mode) };
+        let r = unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
         Errno::result(r).map_err(|e| SysError::new("chmod", path.display(), e))?;
         Ok(())
+    }
+
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), SysError> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .map_err(|e| SysError::new("chown", path.display(), io_errno(&e)))
+    }
+
+    fn write_file(&self, path: &Path, data: &str) -> Result<(), SysError> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(data.as_bytes()))
+            .map_err(|e| SysError::new("write", path.display(), io_errno(&e)))
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), SysError> {
@@ -231,21 +292,8 @@ impl Sys for LinuxSys {
     }
 
     fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), SysError> {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        const VERSION_3: u32 = 0x2008_0522;
-        let hdr = Header {
-            version: VERSION_3,
+        let hdr = CapHeader {
+            version: CAP_VERSION_3,
             pid: 0,
         };
         let split = |m: u64| (m as u32, (m >> 32) as u32);
@@ -253,12 +301,12 @@ impl Sys for LinuxSys {
         let (p0, p1) = split(permitted);
         let (i0, i1) = split(inheritable);
         let data = [
-            Data {
+            CapData {
                 effective: e0,
                 permitted: p0,
                 inheritable: i0,
             },
-            Data {
+            CapData {
                 effective: e1,
                 permitted: p1,
                 inheritable: i1,
@@ -287,6 +335,19 @@ impl Sys for LinuxSys {
             Ok(_) | Err(Errno::EINVAL) => Ok(()),
             Err(e) => Err(SysError::new("prctl", "CAP_AMBIENT_CLEAR_ALL", e)),
         }
+    }
+
+    fn permitted_caps(&self) -> Result<u64, SysError> {
+        let mut hdr = CapHeader {
+            version: CAP_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        // SAFETY: header and two data words, as capget(2) expects for
+        // _LINUX_CAPABILITY_VERSION_3.
+        let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
+        Errno::result(r).map_err(|e| SysError::new("capget", "", e))?;
+        Ok(u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32))
     }
 
     fn set_no_new_privs(&self) -> Result<(), SysError> {
@@ -442,6 +503,25 @@ impl Sys for FakeSys {
     fn mknod_char(&self, path: &Path, mode: u32, major: u64, minor: u64) -> Result<(), SysError> {
         self.record(format!("mknod {} {mode:o} {major}:{minor}", path.display()))
     }
+    fn mknod_device(
+        &self,
+        path: &Path,
+        kind: char,
+        mode: u32,
+        major: u64,
+        minor: u64,
+    ) -> Result<(), SysError> {
+        self.record(format!(
+            "mknod {} {kind} {mode:o} {major}:{minor}",
+            path.display()
+        ))
+    }
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), SysError> {
+        self.record(format!("chown {} {uid}:{gid}", path.display()))
+    }
+    fn write_file(&self, path: &Path, data: &str) -> Result<(), SysError> {
+        self.record(format!("write {} {data}", path.display()))
+    }
     fn symlink(&self, target: &Path, link: &Path) -> Result<(), SysError> {
         self.record(format!(
             "symlink {} -> {}",
@@ -483,6 +563,9 @@ impl Sys for FakeSys {
     }
     fn clear_ambient(&self) -> Result<(), SysError> {
         self.record("clear_ambient".into())
+    }
+    fn permitted_caps(&self) -> Result<u64, SysError> {
+        Ok(u64::MAX)
     }
     fn set_no_new_privs(&self) -> Result<(), SysError> {
         self.record("no_new_privs".into())

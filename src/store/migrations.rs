@@ -61,7 +61,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX containers_image ON containers(image_id);
     "#,
-    // 3: execs. `config` and `state` are JSON documents of the container
+    // 3: volumes, and the mounts of each container. A mount row naming a
+    // volume keeps it from being deleted (the usage count is those rows);
+    // rows go with their container.
+    r#"
+    CREATE TABLE volumes (
+        name         TEXT PRIMARY KEY,
+        driver       TEXT NOT NULL,
+        labels       TEXT,                  -- JSON object, or NULL
+        options      TEXT,                  -- JSON object, or NULL
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE TABLE container_mounts (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        destination  TEXT NOT NULL,
+        volume       TEXT REFERENCES volumes(name),
+        spec         TEXT NOT NULL,         -- JSON, owned by the container engine
+        PRIMARY KEY (container_id, destination)
+    );
+    CREATE INDEX container_mounts_volume ON container_mounts(volume);
+    "#,
+    // 4: execs. `config` and `state` are JSON documents of the container
     // engine; an exec goes with its container.
     r#"
     CREATE TABLE execs (

@@ -9,6 +9,10 @@
 //! - `tags` and `repo_digests`: references pointing at images.
 //! - `containers`: one row per container; its image row cannot go while it
 //!   exists (foreign key).
+//! - `volumes`: one row per volume; its data lives at
+//!   `volumes/<name>/_data`.
+//! - `container_mounts`: the mount points of each container (cascading
+//!   with it); a row naming a volume keeps that volume from being deleted.
 //! - `execs`: one row per exec instance, deleted with its container.
 //!
 //! Files are written (and renamed into place) before the rows that name them
@@ -23,6 +27,8 @@ pub mod containers;
 pub mod execs;
 pub mod images;
 mod migrations;
+pub mod mounts;
+pub mod volumes;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,989 @@
+//! HostConfig's security and process options, in dockerd's semantics:
+//! `CapAdd`/`CapDrop`, `SecurityOpt`, `Ulimits`, `Sysctls`, `Devices` (the
+//! nodes; their cgroup rules are a resource), `GroupAdd`, `Dns`,
+//! `DnsSearch`, `DnsOptions`, `ExtraHosts`, `Init`, `OomScoreAdj`.
+//!
+//! [`validate`] runs at create and refuses bad values with dockerd's
+//! messages (400) before anything is stored; [`plan`] turns the stored
+//! HostConfig into the runtime spec at start; [`StartOptions`] carries what
+//! needs the image's files or the host's `/dev` to the blocking part of the
+//! start, and renders `/etc/hosts` and `/etc/resolv.conf`.
+//!
+//! `Devices` are made as nodes on both cgroup versions, but the devices
+//! cgroup only enforces access on v1: on v2 that takes an eBPF program we
+//! do not load yet (the cgroup manager reports it as a note at start).
+//!
+//! Not applied, and refused rather than ignored: seccomp and AppArmor
+//! profiles (we load none, so only `unconfined` is accepted, which is what
+//! every container gets), SELinux labels, `host-gateway`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::error::{EngineError, EngineResult};
+use crate::runtime::cgroups::{resources, DeviceMapping};
+use crate::runtime::process::{rlimit_resource, CAPABILITIES};
+use crate::runtime::spec::{ContainerSpec, DeviceNode, Rlimit, DEFAULT_CAPABILITIES};
+
+/// HostConfig keys this module handles (create.rs lets them through).
+pub const HOST_KEYS: &[&str] = &[
+    "CapAdd",
+    "CapDrop",
+    "SecurityOpt",
+    "Ulimits",
+    "Sysctls",
+    "GroupAdd",
+    "Dns",
+    "DnsSearch",
+    "DnsOptions",
+    "ExtraHosts",
+    "Init",
+    "OomScoreAdj",
+];
+
+/// Decodes `null` as the default, like Go's zero values.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One `--ulimit`: Go's `units.Ulimit`; -1 means unlimited.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_default")]
+    pub soft: i64,
+    #[serde(deserialize_with = "null_default")]
+    pub hard: i64,
+}
+
+/// The HostConfig fields read here.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Options {
+    #[serde(deserialize_with = "null_default")]
+    cap_add: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    cap_drop: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    security_opt: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    ulimits: Vec<Ulimit>,
+    #[serde(deserialize_with = "null_default")]
+    sysctls: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_default")]
+    group_add: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    dns: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    dns_search: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    dns_options: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    extra_hosts: Vec<String>,
+    init: Option<bool>,
+    #[serde(deserialize_with = "null_default")]
+    oom_score_adj: i64,
+    #[serde(deserialize_with = "null_default")]
+    privileged: bool,
+    #[serde(deserialize_with = "null_default")]
+    network_mode: String,
+    #[serde(deserialize_with = "null_default")]
+    devices: Vec<DeviceMapping>,
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::InvalidParameter(msg.into())
+}
+
+fn options(hc: &serde_json::Map<String, Value>) -> EngineResult<Options> {
+    serde_json::from_value(Value::Object(hc.clone()))
+        .map_err(|e| invalid(format!("invalid HostConfig: {e}")))
+}
+
+/// Checks the options at create, with dockerd's messages.
+pub fn validate(hc: &serde_json::Map<String, Value>) -> EngineResult<()> {
+    let o = options(hc)?;
+    normalize_caps(&o.cap_add).map_err(|e| invalid(format!("invalid CapAdd: {e}")))?;
+    normalize_caps(&o.cap_drop).map_err(|e| invalid(format!("invalid CapDrop: {e}")))?;
+    parse_security_opts(&o.security_opt)?;
+    rlimits(&o.ulimits)?;
+    let own_netns = o.network_mode != "host";
+    for key in o.sysctls.keys() {
+        check_sysctl(key, own_netns)?;
+    }
+    if o.sysctls.values().any(|v| v.contains('\0')) {
+        return Err(invalid("invalid sysctl value: NUL byte"));
+    }
+    if !(-1000..=1000).contains(&o.oom_score_adj) {
+        return Err(invalid(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            o.oom_score_adj
+        )));
+    }
+    for g in &o.group_add {
+        if g.is_empty() || g.contains([':', '\n', '\0']) {
+            return Err(invalid(format!("invalid group in GroupAdd: {g:?}")));
+        }
+    }
+    for d in &o.dns {
+        if d.parse::<IpAddr>().is_err() {
+            return Err(invalid(format!(
+                "IP address is not correctly formatted: {d}"
+            )));
+        }
+    }
+    for s in o.dns_search.iter().chain(&o.dns_options) {
+        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '\0') {
+            return Err(invalid(format!(
+                "invalid DNS search domain or option: {s:?}"
+            )));
+        }
+    }
+    for h in &o.extra_hosts {
+        extra_host(h)?;
+    }
+    for d in &o.devices {
+        if !d.path_in_container.is_empty() && !d.path_in_container.starts_with('/') {
+            return Err(invalid(format!(
+                "invalid device path in container: {:?} is not an absolute path",
+                d.path_in_container
+            )));
+        }
+    }
+    // The host node must exist now (dockerd finds out at start; a 400 at
+    // create leaves nothing behind).
+    resources::device_mapping_rules(&o.devices).map_err(invalid)?;
+    Ok(())
+}
+
+/// dockerd's `NormalizeLegacyCapabilities`: upper case, `CAP_` prefixed,
+/// `ALL` kept as is; unknown names refused.
+fn normalize_caps(caps: &[String]) -> Result<Vec<String>, String> {
+    caps.iter()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c == "ALL" {
+                return Ok(c);
+            }
+            let full = if c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            };
+            if CAPABILITIES.contains(&full.as_str()) {
+                Ok(full)
+            } else {
+                Err(format!("unknown capability: {full:?}"))
+            }
+        })
+        .collect()
+}
+
+/// dockerd's `TweakCapabilities` over its default set (not privileged).
+fn tweak_caps(add: &[String], drop: &[String]) -> Result<Vec<String>, String> {
+    let add = normalize_caps(add)?;
+    let drop = normalize_caps(drop)?;
+    let all = "ALL".to_string();
+    let mut caps: Vec<String> = if add.contains(&all) {
+        CAPABILITIES
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    } else if drop.contains(&all) {
+        add
+    } else {
+        let mut caps: Vec<String> = DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect();
+        caps.extend(add);
+        caps
+    };
+    let mut seen = BTreeSet::new();
+    caps.retain(|c| seen.insert(c.clone()));
+    Ok(caps)
+}
+
+/// What `SecurityOpt` asks for that we apply.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SecurityOpts {
+    no_new_privileges: bool,
+}
+
+/// dockerd's `parseSecurityOpt`, refusing what we cannot honour by name.
+fn parse_security_opts(opts: &[String]) -> EngineResult<SecurityOpts> {
+    let unsupported = |opt: &str, why: &str| {
+        invalid(format!(
+            "SecurityOpt {opt:?} is not supported by mydocker yet: {why}"
+        ))
+    };
+    let mut out = SecurityOpts::default();
+    for opt in opts {
+        if opt == "no-new-privileges" {
+            out.no_new_privileges = true;
+            continue;
+        }
+        if opt == "disable" {
+            return Err(unsupported(opt, "no SELinux labels are applied"));
+        }
+        let split = if opt.contains('=') {
+            opt.split_once('=')
+        } else {
+            opt.split_once(':')
+        };
+        let Some((k, v)) = split else {
+            return Err(invalid(format!("invalid --security-opt 1: {opt:?}")));
+        };
+        match k {
+            "no-new-privileges" => {
+                out.no_new_privileges = parse_go_bool(v)
+                    .ok_or_else(|| invalid(format!("invalid --security-opt 2: {opt:?}")))?;
+            }
+            // No filter is ever loaded, so "unconfined" is the truth.
+            "seccomp" if v == "unconfined" => {}
+            "seccomp" => {
+                return Err(unsupported(
+                    &format!("seccomp={}", short(v)),
+                    "no seccomp profile is applied, only seccomp=unconfined is accepted",
+                ))
+            }
+            "apparmor" if v == "unconfined" => {}
+            "apparmor" => {
+                return Err(unsupported(
+                    opt,
+                    "no AppArmor profile is applied, only apparmor=unconfined is accepted",
+                ))
+            }
+            "label" => return Err(unsupported(opt, "no SELinux labels are applied")),
+            "writable-cgroups" if parse_go_bool(v) == Some(false) => {}
+            "writable-cgroups" => return Err(unsupported(opt, "cgroups are read-only")),
+            _ => return Err(invalid(format!("invalid --security-opt 2: {opt:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// A custom seccomp profile arrives as its whole JSON text: name its start.
+fn short(v: &str) -> String {
+    let one_line: String = v.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 40 {
+        format!("{}...", one_line.chars().take(40).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `Ulimits` as the runtime's rlimits (-1 is unlimited), checked like
+/// go-units' parser.
+fn rlimits(ulimits: &[Ulimit]) -> EngineResult<Vec<Rlimit>> {
+    let mut out: Vec<Rlimit> = Vec::new();
+    for u in ulimits {
+        if rlimit_resource(&u.name).is_none() || u.name.starts_with("rlimit_") {
+            return Err(invalid(format!("invalid ulimit type: {}", u.name)));
+        }
+        if u.hard != -1 {
+            if u.soft == -1 {
+                return Err(invalid(format!(
+                    "ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: {}",
+                    u.hard
+                )));
+            }
+            if u.soft > u.hard {
+                return Err(invalid(format!(
+                    "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                    u.soft, u.hard
+                )));
+            }
+        }
+        let value = |v: i64| -> EngineResult<u64> {
+            match v {
+                -1 => Ok(u64::MAX),
+                v if v >= 0 => Ok(v as u64),
+                v => Err(invalid(format!("invalid ulimit value {v} for {}", u.name))),
+            }
+        };
+        let r = Rlimit {
+            name: u.name.clone(),
+            soft: value(u.soft)?,
+            hard: value(u.hard)?,
+        };
+        // The last one of a name wins, as in the CLI.
+        out.retain(|x| x.name != r.name);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The IPC sysctls runc lets a container set in its own IPC namespace.
+const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// Only namespaced sysctls, in runc's words (dockerd passes the refusal on
+/// at start; we refuse at create).
+fn check_sysctl(key: &str, own_netns: bool) -> EngineResult<()> {
+    let well_formed =
+        !key.is_empty() && !key.contains(['/', '\0']) && !key.split('.').any(str::is_empty);
+    if well_formed && (IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.")) {
+        return Ok(());
+    }
+    if well_formed && key.starts_with("net.") {
+        if own_netns {
+            return Ok(());
+        }
+        return Err(invalid(format!(
+            "sysctl {key:?} is not allowed in the hosts network namespace"
+        )));
+    }
+    Err(invalid(format!(
+        "sysctl {key:?} is not in a separate kernel namespace"
+    )))
+}
+
+/// One `ExtraHosts` entry as (name, address), like dockerd's
+/// `ValidateExtraHost` (`name:ip` or `name=ip`).
+fn extra_host(entry: &str) -> EngineResult<(String, String)> {
+    let split = if entry.contains('=') {
+        entry.split_once('=')
+    } else {
+        entry.split_once(':')
+    };
+    let Some((name, addr)) = split.filter(|(n, _)| !n.is_empty() && !n.contains(':')) else {
+        return Err(invalid(format!("bad format for add-host: {entry:?}")));
+    };
+    if addr == "host-gateway" {
+        return Err(invalid(format!(
+            "add-host {entry:?}: host-gateway is not supported by mydocker yet (no bridge network)"
+        )));
+    }
+    let bare = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    if bare.parse::<IpAddr>().is_err() {
+        return Err(invalid(format!("invalid IP address in add-host: {bare:?}")));
+    }
+    Ok((name.to_string(), bare.to_string()))
+}
+
+/// What the blocking part of a start does with these options.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    group_add: Vec<String>,
+    devices: Vec<DeviceMapping>,
+    privileged: bool,
+    dns: Vec<String>,
+    dns_search: Vec<String>,
+    dns_options: Vec<String>,
+    extra_hosts: Vec<(String, String)>,
+}
+
+/// Puts the stored options into `spec` (capabilities, no_new_privs,
+/// rlimits, sysctls, OOM score, init) and returns the rest for
+/// [`StartOptions::apply`]. Call after `spec.privileged` is set.
+pub fn plan(hc: &Value, spec: &mut ContainerSpec) -> EngineResult<StartOptions> {
+    let map = match hc {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let o = options(&map)?;
+    if !spec.privileged {
+        spec.process.capabilities =
+            tweak_caps(&o.cap_add, &o.cap_drop).map_err(EngineError::InvalidParameter)?;
+    }
+    spec.process.no_new_privileges = parse_security_opts(&o.security_opt)?.no_new_privileges;
+    spec.process.rlimits = rlimits(&o.ulimits)?;
+    spec.sysctls = o.sysctls.clone();
+    if o.oom_score_adj != 0 {
+        spec.process.oom_score_adj = i32::try_from(o.oom_score_adj).ok();
+    }
+    spec.process.init = o.init == Some(true);
+    let extra_hosts = o
+        .extra_hosts
+        .iter()
+        .map(|h| extra_host(h))
+        .collect::<EngineResult<Vec<_>>>()?;
+    Ok(StartOptions {
+        group_add: o.group_add,
+        devices: o.devices,
+        privileged: o.privileged,
+        dns: o.dns,
+        dns_search: o.dns_search,
+        dns_options: o.dns_options,
+        extra_hosts,
+    })
+}
+
+impl StartOptions {
+    /// The parts that read files: supplementary groups from the image's
+    /// `/etc/group` (the user's memberships, then `GroupAdd`), and the
+    /// device nodes (`Devices`; every host device when privileged).
+    /// Errors are in dockerd's words.
+    pub fn apply(
+        &self,
+        spec: &mut ContainerSpec,
+        layers: &[PathBuf],
+        user: &str,
+    ) -> Result<(), String> {
+        let group = super::start::read_layered(layers, "group");
+        let passwd = super::start::read_layered(layers, "passwd");
+        let mut gids: BTreeSet<u32> = member_gids(&passwd, &group, user, spec.process.uid)
+            .into_iter()
+            .collect();
+        for g in &self.group_add {
+            gids.insert(group_gid(&group, g)?);
+        }
+        spec.process.additional_gids = gids.into_iter().collect();
+        let mut nodes = Vec::new();
+        if self.privileged {
+            walk_devices(Path::new("/dev"), Path::new("/dev"), true, &mut nodes, 0);
+        }
+        for d in &self.devices {
+            let inside = if d.path_in_container.is_empty() {
+                &d.path_on_host
+            } else {
+                &d.path_in_container
+            };
+            let before = nodes.len();
+            walk_devices(
+                Path::new(&d.path_on_host),
+                Path::new(inside),
+                false,
+                &mut nodes,
+                0,
+            );
+            if nodes.len() == before {
+                return Err(format!(
+                    "error gathering device information while adding custom device \"{}\": not a device node",
+                    d.path_on_host
+                ));
+            }
+        }
+        for n in &nodes {
+            if let Some(slot) = spec.devices.iter_mut().find(|d| d.path == n.path) {
+                *slot = n.clone();
+            } else {
+                spec.devices.push(n.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The container's `/etc/hosts`: the standard entries, then
+    /// `ExtraHosts`.
+    pub fn hosts_file(&self) -> String {
+        let mut s = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        for (name, addr) in &self.extra_hosts {
+            s.push_str(&format!("{addr}\t{name}\n"));
+        }
+        s
+    }
+
+    /// The container's `/etc/resolv.conf` from the host's: loopback
+    /// resolvers dropped (they cannot answer from the container's network
+    /// namespace, dockerd does the same), then `Dns`, `DnsSearch` and
+    /// `DnsOptions` replacing the host's nameservers, search list and
+    /// options.
+    pub fn resolv_conf(&self, host: &str) -> String {
+        let loopback = |l: &str| {
+            let mut w = l.split_whitespace();
+            w.next() == Some("nameserver")
+                && w.next()
+                    .is_some_and(|a| a.starts_with("127.") || a == "::1")
+        };
+        if self.dns.is_empty() && self.dns_search.is_empty() && self.dns_options.is_empty() {
+            let kept: Vec<&str> = host.lines().filter(|l| !loopback(l)).collect();
+            return kept.join("\n") + "\n";
+        }
+        let mut servers = Vec::new();
+        let mut search = Vec::new();
+        let mut opts = Vec::new();
+        for l in host.lines().filter(|l| !loopback(l)) {
+            let mut w = l.split_whitespace();
+            match w.next() {
+                Some("nameserver") => servers.extend(w.next().map(str::to_string)),
+                Some("search") | Some("domain") => {
+                    search = w.map(str::to_string).collect();
+                }
+                Some("options") => opts.extend(w.map(str::to_string)),
+                _ => {}
+            }
+        }
+        if !self.dns.is_empty() {
+            servers = self.dns.clone();
+        }
+        if !self.dns_search.is_empty() {
+            // dockerd: a lone "." means no search list at all.
+            search = if self.dns_search == ["."] {
+                Vec::new()
+            } else {
+                self.dns_search.clone()
+            };
+        }
+        if !self.dns_options.is_empty() {
+            opts = self.dns_options.clone();
+        }
+        let mut s = String::new();
+        for ns in &servers {
+            s.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !search.is_empty() {
+            s.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !opts.is_empty() {
+            s.push_str(&format!("options {}\n", opts.join(" ")));
+        }
+        s
+    }
+}
+
+/// The gids of the groups that list the user as a member, as runc adds
+/// them when `User` names no group; none for an explicit `user:group`.
+fn member_gids(passwd: &str, group: &str, user: &str, uid: u32) -> Vec<u32> {
+    if user.contains(':') {
+        return Vec::new();
+    }
+    let name = if user.is_empty() { "0" } else { user };
+    let name = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && (f[0] == name || f[2] == uid.to_string()))
+        .map(|f| f[0].to_string());
+    let Some(name) = name else {
+        return Vec::new();
+    };
+    group
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f.get(3)?;
+            members
+                .split(',')
+                .any(|m| m.trim() == name)
+                .then(|| f[2].parse().ok())?
+        })
+        .collect()
+}
+
+/// A `GroupAdd` entry: a group name or gid from the image's `/etc/group`,
+/// else a number as is (runc's `GetAdditionalGroups`).
+fn group_gid(group: &str, entry: &str) -> Result<u32, String> {
+    let found = group.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && (f[0] == entry || f[2] == entry)).then(|| f[2].parse::<u32>().ok())?
+    });
+    match found.or_else(|| entry.parse().ok()) {
+        Some(g) => Ok(g),
+        None => Err(format!(
+            "Unable to find group {entry}: no matching entries in group file"
+        )),
+    }
+}
+
+/// Device nodes at `host` (or below it, for a directory), as nodes at
+/// `inside`. `skip_special` leaves out what runc leaves out of a
+/// privileged container's `/dev` walk (its own mounts and the console).
+fn walk_devices(
+    host: &Path,
+    inside: &Path,
+    skip_special: bool,
+    out: &mut Vec<DeviceNode>,
+    depth: usize,
+) {
+    let Ok(md) = std::fs::symlink_metadata(host) else {
+        return;
+    };
+    let ft = md.file_type();
+    if ft.is_dir() && depth < 8 {
+        let Ok(rd) = std::fs::read_dir(host) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+        entries.sort();
+        for name in entries {
+            let n = name.to_string_lossy();
+            if skip_special
+                && depth == 0
+                && matches!(
+                    n.as_ref(),
+                    "pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".lxd-mounts" | ".udev" | "console"
+                )
+            {
+                continue;
+            }
+            walk_devices(
+                &host.join(&name),
+                &inside.join(&name),
+                skip_special,
+                out,
+                depth + 1,
+            );
+        }
+    } else if ft.is_char_device() || ft.is_block_device() {
+        let rdev = md.rdev();
+        out.push(DeviceNode {
+            path: inside.to_string_lossy().into_owned(),
+            kind: if ft.is_char_device() { 'c' } else { 'b' },
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            mode: md.mode() & 0o777,
+            uid: md.uid(),
+            gid: md.gid(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hc(json: &str) -> serde_json::Map<String, Value> {
+        match serde_json::from_str(json).expect("json") {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn err(json: &str) -> String {
+        validate(&hc(json)).expect_err(json).to_string()
+    }
+
+    #[test]
+    fn capabilities() {
+        assert_eq!(
+            err(r#"{"CapAdd":["bogus"]}"#),
+            r#"invalid CapAdd: unknown capability: "CAP_BOGUS""#
+        );
+        assert_eq!(
+            err(r#"{"CapDrop":["CAP_NOPE"]}"#),
+            r#"invalid CapDrop: unknown capability: "CAP_NOPE""#
+        );
+        validate(&hc(
+            r#"{"CapAdd":["net_admin","CAP_SYS_TIME","all"],"CapDrop":null}"#,
+        ))
+        .expect("valid");
+        let caps = tweak_caps(&["sys_admin".into()], &["chown".into(), "Net_Raw".into()]).unwrap();
+        assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
+        assert!(!caps.contains(&"CAP_NET_RAW".to_string()));
+        assert_eq!(caps.len(), 13);
+        assert_eq!(
+            tweak_caps(&["CHOWN".into()], &["ALL".into()]).unwrap(),
+            vec!["CAP_CHOWN"]
+        );
+        let all = tweak_caps(&["ALL".into()], &["MKNOD".into()]).unwrap();
+        assert_eq!(all.len(), CAPABILITIES.len() - 1);
+        // Adding a default one does not list it twice.
+        assert_eq!(tweak_caps(&["KILL".into()], &[]).unwrap().len(), 14);
+    }
+
+    #[test]
+    fn security_opts() {
+        let p =
+            |o: &[&str]| parse_security_opts(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(p(&["no-new-privileges"]).unwrap().no_new_privileges);
+        assert!(p(&["no-new-privileges:true"]).unwrap().no_new_privileges);
+        assert!(p(&["no-new-privileges=true"]).unwrap().no_new_privileges);
+        assert!(
+            !p(&["no-new-privileges", "no-new-privileges=false"])
+                .unwrap()
+                .no_new_privileges
+        );
+        p(&[
+            "seccomp=unconfined",
+            "apparmor=unconfined",
+            "seccomp:unconfined",
+        ])
+        .expect("ok");
+        assert_eq!(
+            p(&["no-new-privileges=maybe"]).unwrap_err().to_string(),
+            r#"invalid --security-opt 2: "no-new-privileges=maybe""#
+        );
+        assert_eq!(
+            p(&["bogus"]).unwrap_err().to_string(),
+            r#"invalid --security-opt 1: "bogus""#
+        );
+        assert_eq!(
+            p(&["bogus=1"]).unwrap_err().to_string(),
+            r#"invalid --security-opt 2: "bogus=1""#
+        );
+        let e = p(&[r#"seccomp={"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}"#])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(r#"SecurityOpt "seccomp={\"defaultAction\""#),
+            "{e}"
+        );
+        assert!(e.contains("only seccomp=unconfined"), "{e}");
+        for o in [
+            "label=level:s0",
+            "apparmor=docker-default",
+            "seccomp=builtin",
+        ] {
+            let e = p(&[o]).unwrap_err().to_string();
+            assert!(e.contains("not supported by mydocker"), "{o}: {e}");
+        }
+    }
+
+    #[test]
+    fn ulimits() {
+        assert_eq!(
+            err(r#"{"Ulimits":[{"Name":"nofile","Soft":300,"Hard":200}]}"#),
+            "ulimit soft limit must be less than or equal to hard limit: 300 > 200"
+        );
+        assert_eq!(
+            err(r#"{"Ulimits":[{"Name":"bogus","Soft":1,"Hard":2}]}"#),
+            "invalid ulimit type: bogus"
+        );
+        let r = rlimits(&[
+            Ulimit {
+                name: "nofile".into(),
+                soft: 100,
+                hard: 200,
+            },
+            Ulimit {
+                name: "core".into(),
+                soft: -1,
+                hard: -1,
+            },
+            Ulimit {
+                name: "nofile".into(),
+                soft: 10,
+                hard: 20,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            r,
+            vec![
+                Rlimit {
+                    name: "core".into(),
+                    soft: u64::MAX,
+                    hard: u64::MAX
+                },
+                Rlimit {
+                    name: "nofile".into(),
+                    soft: 10,
+                    hard: 20
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn sysctls() {
+        validate(&hc(
+            r#"{"Sysctls":{"kernel.shmmax":"1","fs.mqueue.msg_max":"2","net.ipv4.ip_forward":"1"}}"#,
+        ))
+        .expect("namespaced");
+        assert_eq!(
+            err(r#"{"Sysctls":{"kernel.hostname":"x"}}"#),
+            r#"sysctl "kernel.hostname" is not in a separate kernel namespace"#
+        );
+        assert_eq!(
+            err(r#"{"Sysctls":{"vm.max_map_count":"262144"}}"#),
+            r#"sysctl "vm.max_map_count" is not in a separate kernel namespace"#
+        );
+        assert_eq!(
+            err(r#"{"NetworkMode":"host","Sysctls":{"net.core.somaxconn":"1"}}"#),
+            r#"sysctl "net.core.somaxconn" is not allowed in the hosts network namespace"#
+        );
+        assert!(err(r#"{"Sysctls":{"net..x/../y":"1"}}"#).contains("not in a separate"));
+        assert!(err(r#"{"Sysctls":{"net.x":"a\u0000"}}"#).contains("NUL"));
+    }
+
+    #[test]
+    fn other_values() {
+        assert_eq!(
+            err(r#"{"OomScoreAdj":1001}"#),
+            "Invalid value 1001, range for oom score adj is [-1000, 1000]"
+        );
+        validate(&hc(
+            r#"{"OomScoreAdj":-1000,"Init":true,"GroupAdd":["wheel","42"]}"#,
+        ))
+        .expect("valid");
+        assert_eq!(
+            err(r#"{"Dns":["1.2.3"]}"#),
+            "IP address is not correctly formatted: 1.2.3"
+        );
+        assert_eq!(
+            err(r#"{"ExtraHosts":["nocolon"]}"#),
+            r#"bad format for add-host: "nocolon""#
+        );
+        assert_eq!(
+            err(r#"{"ExtraHosts":["h:1.2.3.x"]}"#),
+            r#"invalid IP address in add-host: "1.2.3.x""#
+        );
+        assert!(err(r#"{"ExtraHosts":["h:host-gateway"]}"#).contains("host-gateway"));
+        assert_eq!(extra_host("h=::1").unwrap(), ("h".into(), "::1".into()));
+        assert_eq!(
+            extra_host("h:[fe80::1]").unwrap(),
+            ("h".into(), "fe80::1".into())
+        );
+        assert!(err(r#"{"Devices":[{"PathOnHost":"/dev/no-such","PathInContainer":"/dev/x","CgroupPermissions":"rwm"}]}"#)
+            .contains("error gathering device information while adding custom device \"/dev/no-such\""));
+        assert!(err(r#"{"Devices":[{"PathOnHost":"/dev/null","PathInContainer":"rel","CgroupPermissions":"rwm"}]}"#)
+            .contains("not an absolute path"));
+        assert!(err(r#"{"CapAdd":"x"}"#).starts_with("invalid HostConfig"));
+    }
+
+    #[test]
+    fn plan_fills_the_spec() {
+        let hc: Value = serde_json::from_str(
+            r#"{"CapDrop":["ALL"],"CapAdd":["chown"],"SecurityOpt":["no-new-privileges"],
+            "Ulimits":[{"Name":"nofile","Soft":100,"Hard":200}],"Sysctls":{"kernel.shmmax":"99"},
+            "OomScoreAdj":300,"Init":true,"ExtraHosts":["db:10.0.0.2"],"Dns":["9.9.9.9"]}"#,
+        )
+        .unwrap();
+        let mut spec = ContainerSpec::default();
+        let opts = plan(&hc, &mut spec).expect("plans");
+        assert_eq!(spec.process.capabilities, vec!["CAP_CHOWN"]);
+        assert!(spec.process.no_new_privileges && spec.process.init);
+        assert_eq!(spec.process.oom_score_adj, Some(300));
+        assert_eq!(spec.process.rlimits[0].soft, 100);
+        assert_eq!(spec.sysctls["kernel.shmmax"], "99");
+        assert!(opts
+            .hosts_file()
+            .ends_with("ff02::2\tip6-allrouters\n10.0.0.2\tdb\n"));
+        assert_eq!(
+            opts.resolv_conf("nameserver 127.0.0.53\nsearch lan\noptions edns0\n"),
+            "nameserver 9.9.9.9\nsearch lan\noptions edns0\n"
+        );
+        // Privileged keeps every capability.
+        let mut spec = ContainerSpec {
+            privileged: true,
+            ..Default::default()
+        };
+        spec.process.capabilities = vec!["CAP_X".into()];
+        plan(&hc, &mut spec).unwrap();
+        assert_eq!(spec.process.capabilities, vec!["CAP_X"]);
+        // Nothing set: the defaults stay.
+        let mut spec = ContainerSpec::default();
+        let opts = plan(&serde_json::json!({}), &mut spec).unwrap();
+        assert_eq!(spec.process.capabilities.len(), 14);
+        assert!(!spec.process.init && spec.process.oom_score_adj.is_none());
+        assert_eq!(
+            opts.resolv_conf("nameserver 127.0.0.1\nnameserver 1.1.1.1\n"),
+            "nameserver 1.1.1.1\n"
+        );
+        let opts = StartOptions {
+            dns_search: vec![".".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            opts.resolv_conf("nameserver 1.1.1.1\nsearch a b\n"),
+            "nameserver 1.1.1.1\n"
+        );
+    }
+
+    #[test]
+    fn groups_and_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            etc.join("passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("group"),
+            "root:x:0:\nwheel:x:10:root\nstaff:x:50:www,root\naudio:x:29:\n",
+        )
+        .unwrap();
+        let layers = vec![dir.path().to_path_buf()];
+        let opts = StartOptions {
+            group_add: vec!["audio".into(), "1234".into(), "50".into()],
+            devices: vec![DeviceMapping {
+                path_on_host: "/dev/null".into(),
+                path_in_container: "/dev/mynull".into(),
+                cgroup_permissions: "rwm".into(),
+            }],
+            ..Default::default()
+        };
+        let mut spec = ContainerSpec::default();
+        opts.apply(&mut spec, &layers, "").unwrap();
+        assert_eq!(spec.process.additional_gids, vec![10, 29, 50, 1234]);
+        assert_eq!(spec.devices.len(), 1);
+        let d = &spec.devices[0];
+        assert_eq!(
+            (d.path.as_str(), d.kind, d.major, d.minor),
+            ("/dev/mynull", 'c', 1, 3)
+        );
+        let mut spec = ContainerSpec::default();
+        spec.process.uid = 33;
+        StartOptions::default()
+            .apply(&mut spec, &layers, "33")
+            .unwrap();
+        assert_eq!(spec.process.additional_gids, vec![50]);
+        let mut spec = ContainerSpec::default();
+        StartOptions::default()
+            .apply(&mut spec, &layers, "www:audio")
+            .unwrap();
+        assert!(spec.process.additional_gids.is_empty());
+        let bad = StartOptions {
+            group_add: vec!["nogroup".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.apply(&mut ContainerSpec::default(), &layers, "")
+                .unwrap_err(),
+            "Unable to find group nogroup: no matching entries in group file"
+        );
+        let notdev = StartOptions {
+            devices: vec![DeviceMapping {
+                path_on_host: etc.join("group").display().to_string(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(notdev
+            .apply(&mut ContainerSpec::default(), &layers, "")
+            .unwrap_err()
+            .contains("not a device node"));
+        // Privileged: the host's devices, without the console or /dev/pts.
+        let mut spec = ContainerSpec::default();
+        StartOptions {
+            privileged: true,
+            ..Default::default()
+        }
+        .apply(&mut spec, &layers, "")
+        .unwrap();
+        assert!(spec.devices.iter().any(|d| d.path == "/dev/null"));
+        assert!(!spec
+            .devices
+            .iter()
+            .any(|d| d.path == "/dev/console" || d.path.starts_with("/dev/pts/")));
+    }
+}
