@@ -85,6 +85,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     containers.reconcile_dirs().await?;
     containers.volumes.reconcile_dirs().await?;
     let exited = containers.reattach().await?;
+    containers.reattach_execs().await?;
     {
         // Restarts can take a while: the API does not wait for them.
         let containers = containers.clone();

@@ -133,7 +133,7 @@ fn init(
 
 /// Marks every fd above 2 close-on-exec, so nothing of the monitor
 /// (pty master, log file, socket) reaches the container.
-fn close_other_fds() {
+pub(super) fn close_other_fds() {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags.
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };

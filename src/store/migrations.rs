@@ -81,6 +81,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX container_mounts_volume ON container_mounts(volume);
     "#,
+    // 4: execs. `config` and `state` are JSON documents of the container
+    // engine; an exec goes with its container.
+    r#"
+    CREATE TABLE execs (
+        id           TEXT PRIMARY KEY,      -- 64 hex
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        config       TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE INDEX execs_container ON execs(container_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> EngineResult<()> {

@@ -13,6 +13,7 @@
 //!   `volumes/<name>/_data`.
 //! - `container_mounts`: the mount points of each container (cascading
 //!   with it); a row naming a volume keeps that volume from being deleted.
+//! - `execs`: one row per exec instance, deleted with its container.
 //!
 //! Files are written (and renamed into place) before the rows that name them
 //! are committed, and rows are deleted before their files, so a crash leaves
@@ -23,6 +24,7 @@
 //! the closure on tokio's blocking pool.
 
 pub mod containers;
+pub mod execs;
 pub mod images;
 mod migrations;
 pub mod mounts;
