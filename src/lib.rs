@@ -28,6 +28,7 @@ pub mod filters;
 pub mod image;
 pub mod logs;
 pub mod runtime;
+pub mod signal;
 pub mod store;
 pub mod system;
 pub mod volume;

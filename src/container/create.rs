@@ -420,7 +420,7 @@ impl ContainerService {
             cfg.stop_signal = ic.stop_signal.clone().filter(|s| !s.is_empty());
         }
         if let Some(sig) = &cfg.stop_signal {
-            super::stop::parse_signal(sig)?;
+            crate::signal::parse(sig)?;
         }
         // The image's VOLUMEs join the request's, as in dockerd.
         if let Some(iv) = &ic.volumes {

@@ -224,9 +224,7 @@ impl Changes {
                     if sig.is_empty() {
                         return Err(exactly_one(&upper));
                     }
-                    if !is_valid_signal(&sig) {
-                        return Err(invalid(format!("Invalid signal: {sig}")));
-                    }
+                    crate::signal::parse(&sig)?;
                     config.stop_signal = Some(sig);
                 }
                 "healthcheck" => {
@@ -507,28 +505,6 @@ pub(super) fn clean_abs_path(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-const SIGNALS: &[&str] = &[
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
-    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
-    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
-];
-
-/// dockerd's `signal.ParseSignal`: a non-zero number or a known name, with
-/// or without `SIG`.
-fn is_valid_signal(s: &str) -> bool {
-    if let Ok(n) = s.parse::<u32>() {
-        return n != 0;
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if SIGNALS.contains(&name) {
-        return true;
-    }
-    let offset = |rest: &str| rest.parse::<u8>().is_ok_and(|n| (1..=15).contains(&n));
-    name.strip_prefix("RTMIN+").is_some_and(offset)
-        || name.strip_prefix("RTMAX-").is_some_and(offset)
-}
-
 /// Go's `time.ParseDuration`, in nanoseconds.
 pub(super) fn parse_go_duration(s: &str) -> Option<i64> {
     let (neg, mut rest) = match s.strip_prefix('-') {
@@ -703,6 +679,8 @@ mod tests {
         assert_eq!(rc.user.as_deref(), Some("1000:1000"));
         assert_eq!(rc.stop_signal.as_deref(), Some("SIGQUIT"));
         assert_eq!(rc.on_build, Some(strings(&["RUN make"])));
+        let rc = apply(&["STOPSIGNAL rtmin+3"]).unwrap();
+        assert_eq!(rc.stop_signal.as_deref(), Some("rtmin+3"));
 
         let rc = apply(&["HEALTHCHECK --interval=30s --retries=3 CMD curl -f http://x/"]).unwrap();
         assert_eq!(
@@ -733,6 +711,7 @@ mod tests {
         assert_eq!(msg(&["EXPOSE 80/foo"]), "invalid proto: foo");
         assert_eq!(msg(&["EXPOSE abc"]), "invalid containerPort: abc");
         assert_eq!(msg(&["STOPSIGNAL SIGNOPE"]), "Invalid signal: SIGNOPE");
+        assert_eq!(msg(&["STOPSIGNAL 0"]), "Invalid signal: 0");
         assert_eq!(
             msg(&["ONBUILD FROM x"]),
             "FROM isn't allowed as an ONBUILD trigger"
