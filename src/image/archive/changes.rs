@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::invalid;
+use crate::duration::parse_go_duration;
 use crate::error::{EngineError, EngineResult};
 use crate::image::config::RunConfig;
 
@@ -505,55 +506,6 @@ pub(super) fn clean_abs_path(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds.
-pub(super) fn parse_go_duration(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: i128 = 0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, after) = rest.split_at(num_end);
-        if num.is_empty() || num == "." {
-            return None;
-        }
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_end);
-        let scale: i128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut value = int.checked_mul(scale)?;
-        if !frac.is_empty() {
-            let digits = frac.len().min(18) as u32;
-            let f: i128 = frac[..digits as usize].parse().ok()?;
-            value += f * scale / 10i128.pow(digits);
-        }
-        total = total.checked_add(value)?;
-        rest = after;
-    }
-    let total = if neg { -total } else { total };
-    i64::try_from(total).ok()
-}
-
 /// `HEALTHCHECK NONE` or `HEALTHCHECK [--flags] CMD ...` as the config's
 /// `Healthcheck` object.
 fn healthcheck(flags: &[String], args: &str) -> EngineResult<serde_json::Value> {
@@ -607,8 +559,7 @@ fn healthcheck(flags: &[String], args: &str) -> EngineResult<serde_json::Value> 
             }
             other => return Err(invalid(format!("unknown flag: {other}"))),
         };
-        let d = parse_go_duration(value)
-            .ok_or_else(|| invalid(format!("time: invalid duration {value:?}")))?;
+        let d = parse_go_duration(value).map_err(|e| invalid(e.to_string()))?;
         if d != 0 && d < 1_000_000 {
             return Err(invalid(format!(
                 "{field} {value:?} cannot be less than 1ms"
@@ -720,6 +671,10 @@ mod tests {
         assert_eq!(
             msg(&["HEALTHCHECK --interval=1us CMD x"]),
             "Interval \"1us\" cannot be less than 1ms"
+        );
+        assert_eq!(
+            msg(&["HEALTHCHECK --timeout=5 CMD x"]),
+            "time: missing unit in duration \"5\""
         );
         assert!(parse_changes(&[]).unwrap().is_empty());
     }

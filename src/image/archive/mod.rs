@@ -183,7 +183,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::io::{Cursor, Read};
 
-    use super::changes::{clean_abs_path, parse_go_duration};
+    use super::changes::clean_abs_path;
     use super::import::go_time;
     use super::load::{digest_in_name, normalize_rel, resolve_link};
     use super::test_support::{
@@ -382,10 +382,6 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(parse_go_duration("1h30m"), Some(5_400_000_000_000));
-        assert_eq!(parse_go_duration("1.5s"), Some(1_500_000_000));
-        assert_eq!(parse_go_duration("0"), Some(0));
-        assert_eq!(parse_go_duration("5"), None);
         assert_eq!(normalize_rel("./a//b/"), Some("a/b".into()));
         assert_eq!(normalize_rel("a/../.."), None);
         assert_eq!(
