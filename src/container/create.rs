@@ -168,7 +168,7 @@ const CONFIG_KEYS: &[&str] = &[
     "ArgsEscaped",
     "HostConfig",
     "NetworkingConfig",
-    // Anonymous volumes (`-v /path`), see mounts.rs.
+    // Anonymous volumes (`-v /path`), see mounts/.
     "Volumes",
 ];
 
@@ -187,7 +187,7 @@ const HOST_KEYS: &[&str] = &[
     "IpcMode",
     "PidMode",
     "CgroupnsMode",
-    // Mounts and volumes, see mounts.rs.
+    // Mounts and volumes, see mounts/.
     "Binds",
     "Mounts",
     "Tmpfs",
