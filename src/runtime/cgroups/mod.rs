@@ -24,6 +24,7 @@
 //! log or warn about. [`Resources::validate`] should have warned about most
 //! of them already, in dockerd's words.
 
+mod cgroupfs;
 pub mod resources;
 pub mod stats;
 mod v1;
@@ -38,6 +39,7 @@ use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::MaxValue;
 
 pub use crate::system::CgroupVersion;
+pub use cgroupfs::container_cgroupfs;
 pub use resources::{
     DeviceMapping, DeviceRule, HostCaps, ResourceError, Resources, ThrottleDevice, WeightDevice,
 };
