@@ -1,6 +1,7 @@
 //! `/sys/fs/cgroup` inside containers, through the stock docker CLI: on a
 //! cgroup v1 host (this one) a read-only tmpfs holding the container's own
-//! directory of each hierarchy, read-write for privileged containers.
+//! directory of each hierarchy, read-write for privileged containers; and
+//! `--cgroupns host`.
 
 mod common;
 
@@ -103,4 +104,50 @@ fn privileged_containers_get_them_read_write() {
         "cat /sys/fs/cgroup/pids/pids.max; echo 60 > /sys/fs/cgroup/pids/pids.max; cat /sys/fs/cgroup/pids/pids.max",
     ]);
     assert_eq!(out, "50\n60\n");
+}
+
+#[test]
+fn cgroupns_host_is_served() {
+    let d = daemon();
+    let b = busybox();
+    let id = d.docker_ok(&[
+        "create",
+        "--cgroupns",
+        "host",
+        "--memory",
+        "64m",
+        &b,
+        "true",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&d.docker_ok(&["inspect", id.trim()])).expect("inspect json");
+    assert_eq!(v[0]["HostConfig"]["CgroupnsMode"], "host");
+    d.docker_ok(&["rm", id.trim()]);
+    if is_v2() {
+        // The host's namespace: the container's cgroup is seen by its path.
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "--cgroupns",
+            "host",
+            &b,
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        assert_ne!(out.trim(), "0::/", "{out}");
+        return;
+    }
+    // On v1 it changes nothing: the same view as without it.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--cgroupns",
+        "host",
+        "--memory",
+        "64m",
+        &b,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert_eq!(out, "67108864\n");
 }

@@ -235,7 +235,9 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
     for (k, ok) in [
         ("IpcMode", &["", "private", "shareable"][..]),
         ("PidMode", &["", "private"][..]),
-        ("CgroupnsMode", &["", "private"][..]),
+        // `host` on v1 is what every container gets; on v2 the init then
+        // stays in the host's cgroup namespace.
+        ("CgroupnsMode", &["", "private", "host"][..]),
         ("Isolation", &["", "default"][..]),
     ] {
         if !ok.contains(&s(k).as_str()) {
@@ -566,6 +568,11 @@ mod tests {
         let body = br#"{"Image":"busybox","ExposedPorts":{"80/tcp":{}}}"#;
         let mut req = CreateRequest::parse("", body).expect("parses");
         assert!(check_unsupported(&mut req).is_err());
+        for (mode, ok) in [("host", true), ("private", true), ("container:x", false)] {
+            let body = format!(r#"{{"Image":"busybox","HostConfig":{{"CgroupnsMode":"{mode}"}}}}"#);
+            let mut req = CreateRequest::parse("", body.as_bytes()).expect("parses");
+            assert_eq!(check_unsupported(&mut req).is_ok(), ok, "{mode}");
+        }
         assert!(CreateRequest::parse("", b"").is_err());
         assert!(CreateRequest::parse("", b"[]").is_err());
     }

@@ -172,7 +172,8 @@ impl ContainerService {
             ..Default::default()
         };
         if let Some(cg) = &spec.cgroup {
-            spec.cgroupfs = cgroups::container_cgroupfs(&cg.root, &cg.path, false)
+            let host_ns = hc.get("CgroupnsMode").and_then(Value::as_str) == Some("host");
+            spec.cgroupfs = cgroups::container_cgroupfs(&cg.root, &cg.path, host_ns)
                 .map_err(EngineError::internal)?;
         }
         if let Some(shm) = hc.get("ShmSize").and_then(Value::as_u64).filter(|s| *s > 0) {
