@@ -32,4 +32,6 @@ pub mod runtime;
 pub mod signal;
 pub mod store;
 pub mod system;
+#[cfg(test)]
+mod test_tar;
 pub mod volume;
