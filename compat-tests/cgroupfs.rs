@@ -31,28 +31,38 @@ fn host_hierarchies() -> Vec<String> {
     names
 }
 
+/// `memory.limit_in_bytes` as a container run with `--memory 64m` and
+/// `flags` reads it.
+fn memory_limit(d: &TestDaemon, flags: &[&str]) -> String {
+    let b = busybox();
+    let mut args = vec!["run", "--rm", "--memory", "64m"];
+    args.extend(flags);
+    args.extend([
+        b.as_str(),
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    d.docker_ok(&args)
+}
+
 fn is_v2() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-#[test]
-fn v1_hierarchies_show_the_containers_own_cgroups_read_only() {
+/// A daemon, on a cgroup v1 host only.
+fn v1_daemon() -> Option<TestDaemon> {
     if is_v2() {
         eprintln!("cgroup v2 host: the v1 checks do not apply");
-        return;
+        return None;
     }
-    let d = daemon();
+    Some(daemon())
+}
+
+#[test]
+fn v1_hierarchies_show_the_containers_own_cgroups_read_only() {
+    let Some(d) = v1_daemon() else { return };
     let b = busybox();
-    let out = d.docker_ok(&[
-        "run",
-        "--rm",
-        "--memory",
-        "64m",
-        &b,
-        "cat",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]);
-    assert_eq!(out, "67108864\n");
+    assert_eq!(memory_limit(&d, &[]), "67108864\n");
 
     // Every hierarchy of the host, and runc's links for combined ones.
     let out = d.docker_ok(&["run", "--rm", &b, "ls", "/sys/fs/cgroup"]);
@@ -86,11 +96,7 @@ fn v1_hierarchies_show_the_containers_own_cgroups_read_only() {
 
 #[test]
 fn privileged_containers_get_them_read_write() {
-    if is_v2() {
-        eprintln!("cgroup v2 host: the v1 checks do not apply");
-        return;
-    }
-    let d = daemon();
+    let Some(d) = v1_daemon() else { return };
     let b = busybox();
     let out = d.docker_ok(&[
         "run",
@@ -138,16 +144,5 @@ fn cgroupns_host_is_served() {
         return;
     }
     // On v1 it changes nothing: the same view as without it.
-    let out = d.docker_ok(&[
-        "run",
-        "--rm",
-        "--cgroupns",
-        "host",
-        "--memory",
-        "64m",
-        &b,
-        "cat",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]);
-    assert_eq!(out, "67108864\n");
+    assert_eq!(memory_limit(&d, &["--cgroupns", "host"]), "67108864\n");
 }
