@@ -13,7 +13,7 @@ use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 
 use super::process::{self, InitError, InitFailure};
 use super::rootfs;
-use super::spec::{ContainerSpec, NetworkNs};
+use super::spec::{CgroupFs, ContainerSpec, NetworkNs};
 use super::sys::{LinuxSys, Sys, SysError};
 
 /// The container's ends of its standard streams.
@@ -88,7 +88,16 @@ fn init(
             _ => return Err(InitError::Other("monitor gave up before the start".into())),
         }
     }
-    if spec.cgroup.is_some() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    let host_cgroupns = matches!(
+        spec.cgroupfs,
+        CgroupFs::V2 {
+            host_namespace: true
+        }
+    );
+    if spec.cgroup.is_some()
+        && !host_cgroupns
+        && Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
         // cgroup v2: a cgroup namespace rooted at the cgroup just joined.
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(sys_err("unshare", "CLONE_NEWCGROUP"))?;

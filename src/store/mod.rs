@@ -97,3 +97,16 @@ impl Store {
         f(&mut guard)
     }
 }
+
+/// Every row `sql` selects, each read by `f`, collected (into a `Vec`, a
+/// map, ...).
+pub(crate) fn query_all<T, C: FromIterator<T>>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> EngineResult<C> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, f)?;
+    Ok(rows.collect::<Result<C, _>>()?)
+}
