@@ -13,12 +13,12 @@ impl ContainerService {
     pub async fn kill(&self, name: &str, signal: Option<&str>) -> EngineResult<()> {
         let sig =
             crate::signal::parse_supported(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
-        let c = self.get(name).await?;
+        let found = self.get(name).await?;
         // Killing a container waiting to restart only cancels the restart.
-        if self.cancel_restart(&c).await? {
-            self.emit(&c, "kill", &[("signal", sig.to_string())]);
+        let Some(c) = self.cancel_restart(found.clone(), false).await? else {
+            self.emit(&found, "kill", &[("signal", sig.to_string())]);
             return Ok(());
-        }
+        };
         if !c.state.running() {
             return Err(EngineError::Conflict(format!(
                 "Container {} is not running",
@@ -39,9 +39,10 @@ impl ContainerService {
 
     async fn signal(&self, id: &str, sig: i32) -> EngineResult<()> {
         let Some(m) = self.monitor(id) else {
-            return Err(EngineError::Conflict(format!(
-                "Container {id} is not running"
-            )));
+            // The row said running, so the exit is being recorded right
+            // now (the monitor handle goes first): as if it had exited
+            // just after the signal.
+            return Ok(());
         };
         match tokio::task::spawn_blocking(move || m.kill(sig))
             .await
@@ -64,9 +65,9 @@ impl ContainerService {
         signal: Option<&str>,
     ) -> EngineResult<()> {
         let c = self.get(name).await?;
-        if self.cancel_restart(&c).await? {
+        let Some(c) = self.cancel_restart(c, false).await? else {
             return Ok(());
-        }
+        };
         if !c.state.running() {
             return Err(EngineError::NotModified);
         }
