@@ -55,6 +55,19 @@ fn sys_err(call: &'static str, arg: impl std::fmt::Display) -> impl FnOnce(Errno
     move |e| SysError::new(call, arg, e)
 }
 
+/// Blocks until the monitor has put this process into the container's
+/// cgroup (one byte on `go`; EOF: it gave up).
+fn wait_for_cgroup(go_fd: BorrowedFd<'_>) -> Result<(), InitError> {
+    let mut go = [0u8; 1];
+    loop {
+        match nix::unistd::read(go_fd, &mut go) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            _ => return Err(InitError::Other("monitor gave up before the start".into())),
+        }
+    }
+}
+
 fn init(
     spec: &ContainerSpec,
     io: &ChildIo,
@@ -79,26 +92,19 @@ fn init(
         Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })
             .map_err(sys_err("ioctl", "TIOCSCTTY"))?;
     }
-    // Nothing runs before the monitor has put us into the cgroup.
-    let mut go = [0u8; 1];
-    loop {
-        match nix::unistd::read(go_fd, &mut go) {
-            Ok(1) => break,
-            Err(Errno::EINTR) => continue,
-            _ => return Err(InitError::Other("monitor gave up before the start".into())),
-        }
-    }
     let host_cgroupns = matches!(
         spec.cgroupfs,
         CgroupFs::V2 {
             host_namespace: true
         }
     );
-    if spec.cgroup.is_some()
+    let own_cgroupns = spec.cgroup.is_some()
         && !host_cgroupns
-        && Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-    {
-        // cgroup v2: a cgroup namespace rooted at the cgroup just joined.
+        && Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if own_cgroupns {
+        // cgroup v2: a cgroup namespace rooted at the cgroup, which must be
+        // joined first.
+        wait_for_cgroup(go_fd)?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(sys_err("unshare", "CLONE_NEWCGROUP"))?;
     }
@@ -121,6 +127,12 @@ fn init(
     }
     let cwd = Path::new(&spec.process.cwd);
     sys.mkdir_all(cwd, 0o755)?;
+    if !own_cgroupns {
+        // Otherwise the mounts above ran while the monitor moved us into
+        // the cgroup (on v1 a move can wait out an RCU grace period, some
+        // 20 ms): nothing of the container's own runs before it is done.
+        wait_for_cgroup(go_fd)?;
+    }
     let exe = process::find_executable(Path::new("/"), &spec.process, spec.lookup_path())?;
     process::apply_credentials(&sys, spec)?;
     sys.chdir(cwd)?;
