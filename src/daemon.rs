@@ -21,6 +21,7 @@ use crate::events::EventBus;
 use crate::image::layout::Layout;
 use crate::image::registry::RegistrySettings;
 use crate::image::ImageService;
+use crate::network::{NetSettings, NetworkService};
 use crate::store::Store;
 use crate::system::HostInfo;
 
@@ -82,10 +83,28 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             })
         }));
     }
+    let networks = Arc::new(NetworkService::new(
+        containers.store.clone(),
+        events.clone(),
+        NetSettings::from_config(&config),
+        &config.exec_root,
+    ));
+    containers.set_network(networks.clone());
     containers.reconcile_dirs().await?;
     containers.volumes.reconcile_dirs().await?;
     let exited = containers.reattach().await?;
     containers.reattach_execs().await?;
+    {
+        let running = containers
+            .all()
+            .await?
+            .into_iter()
+            .filter(|c| c.state.running())
+            .map(|c| c.id().to_string())
+            .collect();
+        let report = networks.reconcile(&running).await?;
+        tracing::info!(?report, "networks reconciled");
+    }
     {
         // Restarts can take a while: the API does not wait for them.
         let containers = containers.clone();
@@ -99,6 +118,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let state = AppState {
         images,
         containers,
+        networks,
         events,
         config: Arc::new(config.clone()),
         host: Arc::new(HostInfo::probe()),

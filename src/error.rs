@@ -12,6 +12,10 @@ pub enum EngineError {
     /// 409: a name or state conflict.
     #[error("{0}")]
     Conflict(String),
+    /// 403: an operation refused by policy (predefined networks, pool
+    /// overlaps), as dockerd's `errdefs.Forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
     /// 400: bad parameter or value.
     #[error("{0}")]
     InvalidParameter(String),

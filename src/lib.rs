@@ -28,6 +28,7 @@ pub mod events;
 pub mod filters;
 pub mod image;
 pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod signal;
 pub mod store;

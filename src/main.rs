@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
     let level = if config.debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MYDOCKER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "{level},hyper=info,reqwest=info,h2=info,rustls=info"
+            "{level},hyper=info,reqwest=info,h2=info,rustls=info,netlink_packet_route=error"
         ))
     });
     tracing_subscriber::fmt()

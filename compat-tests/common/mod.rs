@@ -7,6 +7,7 @@
 
 pub mod fake_registry;
 pub mod http;
+pub mod netslot;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -163,6 +164,8 @@ pub struct TestDaemon {
     root: PathBuf,
     opts: DaemonOptions,
     child: Option<Child>,
+    /// Own bridge, subnets and iptables chains; cleaned up on drop.
+    pub net: netslot::NetSlot,
 }
 
 impl TestDaemon {
@@ -214,11 +217,21 @@ impl TestDaemon {
             .tempdir_in("/tmp")
             .expect("temp dir")
             .keep();
-        let d = TestDaemon {
+        let mut d = TestDaemon {
             root,
             opts,
             child: None,
+            net: netslot::NetSlot::acquire(),
         };
+        // The slot's address pools, unless the test set its own (or
+        // wrote a file that is not a JSON object on purpose).
+        if let Ok(serde_json::Value::Object(mut m)) =
+            serde_json::from_str::<serde_json::Value>(&d.opts.daemon_json)
+        {
+            m.entry("default-address-pools")
+                .or_insert_with(|| d.net.pools_json());
+            d.opts.daemon_json = serde_json::Value::Object(m).to_string();
+        }
         fs::create_dir_all(d.docker_config()).unwrap();
         fs::write(d.config_file(), &d.opts.daemon_json).unwrap();
         d
@@ -273,6 +286,23 @@ impl TestDaemon {
         ];
         for (flag, value) in defaults {
             if !given(flag) {
+                args.push(flag.to_string());
+                args.push(value);
+            }
+        }
+        // Network isolation per daemon, unless the test chose (by flag or
+        // in its daemon.json, which must not conflict with a flag).
+        let in_file = |key: &str| self.opts.daemon_json.contains(&format!("\"{key}\""));
+        for (flag, key, value) in [
+            ("--bridge", "bridge", self.net.bridge()),
+            ("--bip", "bip", self.net.bip()),
+            (
+                "--iptables-chain-prefix",
+                "iptables-chain-prefix",
+                self.net.chain_prefix(),
+            ),
+        ] {
+            if !given(flag) && !in_file(key) {
                 args.push(flag.to_string());
                 args.push(value);
             }

@@ -102,6 +102,15 @@ pub async fn dispatch(
             let mounts = s.containers.mount_points(c.id()).await?;
             let mut v = inspect_json(&s, &c, &mounts);
             v["ExecIDs"] = super::exec::exec_ids_json(&s, c.id()).await?;
+            let eps = s.containers.network_endpoints(&c).await?;
+            if !eps.is_empty() {
+                let key = if c.state.running() {
+                    s.networks.netns_path(c.id()).display().to_string()
+                } else {
+                    String::new()
+                };
+                v["NetworkSettings"] = super::networks::settings_json(&eps, &key);
+            }
             if params::flag(&q, "size") {
                 add_sizes(&s, &c, &mut v).await?;
             }

@@ -27,6 +27,7 @@ impl ApiError {
         match &self.0 {
             EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Conflict(_) => StatusCode::CONFLICT,
+            EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             EngineError::NotModified => StatusCode::NOT_MODIFIED,
             EngineError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

@@ -11,6 +11,7 @@ mod containers;
 pub mod error;
 mod exec;
 mod images;
+mod networks;
 pub mod params;
 #[cfg(test)]
 mod spec_test;
@@ -63,6 +64,7 @@ impl ApiVersion {
 pub struct AppState {
     pub images: Arc<ImageService>,
     pub containers: Arc<ContainerService>,
+    pub networks: Arc<crate::network::NetworkService>,
     pub events: EventBus,
     pub config: Arc<DaemonConfig>,
     pub host: Arc<HostInfo>,
@@ -93,6 +95,15 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{*rest}", any(containers::dispatch))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))

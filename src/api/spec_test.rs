@@ -281,17 +281,24 @@ fn harness() -> Harness {
         RegistrySettings::default(),
     ));
     let containers = crate::container::ContainerService::new(
-        store,
+        store.clone(),
         images.clone(),
         events.clone(),
         &config.data_root,
         &config.exec_root,
         "/nonexistent/mydockerd".into(),
     );
+    let networks = Arc::new(crate::network::NetworkService::new(
+        store.clone(),
+        events.clone(),
+        crate::network::NetSettings::from_config(&config),
+        &config.exec_root,
+    ));
     let (tx, rx) = watch::channel(false);
     let state = AppState {
         images,
         containers,
+        networks,
         events,
         config: Arc::new(config),
         host: Arc::new(HostInfo::probe()),

@@ -14,8 +14,6 @@ use super::AppState;
 
 /// Path patterns of the Engine API that we know and do not serve.
 const NOT_SERVED: &[&str] = &[
-    "/networks",
-    "/networks/{*rest}",
     "/build",
     "/build/{*rest}",
     "/commit",

@@ -224,13 +224,10 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
     let hc = req.host_config.clone();
     let s = |k: &str| hc.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let mode = s("NetworkMode");
-    match mode.as_str() {
-        "" | "default" | "bridge" => {
-            req.host_config
-                .insert("NetworkMode".into(), Value::String("bridge".into()));
-        }
-        "none" => {}
-        other => return Err(unsupported(&format!("network mode {other:?}"))),
+    // Any mode is checked by the network engine at create (see network.rs).
+    if mode.is_empty() || mode == "default" {
+        req.host_config
+            .insert("NetworkMode".into(), Value::String("bridge".into()));
     }
     for (k, ok) in [
         ("IpcMode", &["", "private", "shareable"][..]),
@@ -253,18 +250,6 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
     }
     let (log_config, _) = super::log_config::parse(req.host_config.get("LogConfig"))?;
     req.host_config.insert("LogConfig".into(), log_config);
-    if let Some(Value::Object(eps)) = req
-        .raw
-        .get("NetworkingConfig")
-        .and_then(|n| n.get("EndpointsConfig"))
-    {
-        if let Some(k) = eps
-            .keys()
-            .find(|k| !matches!(k.as_str(), "bridge" | "none" | "default"))
-        {
-            return Err(unsupported(&format!("network {k:?}")));
-        }
-    }
     Ok(())
 }
 
@@ -451,6 +436,7 @@ impl ContainerService {
             .await?;
 
         let id = new_id();
+        let endpoints = self.plan_networks(&id, &req.host_config, &req.raw).await?;
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_string();
         }
@@ -499,6 +485,9 @@ impl ContainerService {
                         None => {
                             rows::insert(&tx, &r)?;
                             super::mounts::insert_rows(&tx, &r.id, &mounts)?;
+                            for ep in &endpoints {
+                                crate::store::networks::insert_endpoint(&tx, ep)?;
+                            }
                             tx.commit()?;
                             return Ok(Ok(r.name));
                         }

@@ -15,9 +15,8 @@
 //! The database row is the truth for inspect and list; while a container
 //! runs, a small thread per container waits for its monitor and a tokio
 //! task records the exit. Waiters subscribe to a `watch` channel per
-//! container, so nothing polls. Networking: every container gets a new
-//! network namespace with only loopback (`bridge`, `default` and `none`
-//! all mean that for now).
+//! container, so nothing polls. Networking: `network.rs` asks the network
+//! engine for a wired namespace at start and undoes it at exit.
 
 pub mod attach;
 pub mod create;
@@ -27,6 +26,7 @@ pub mod list;
 pub mod log_config;
 pub mod logs;
 pub mod mounts;
+pub mod network;
 pub mod pause;
 pub mod remove;
 pub mod rename;
@@ -98,6 +98,9 @@ pub struct ContainerService {
     live: Mutex<HashMap<String, Live>>,
     /// Lets tasks spawned by the service (exit watchers) hold it.
     me: std::sync::Weak<ContainerService>,
+    /// The network engine, once the daemon has set it (see `network.rs`);
+    /// without it containers get a namespace with only loopback.
+    network: std::sync::OnceLock<Arc<crate::network::NetworkService>>,
 }
 
 /// A container as the engine hands it out: its row with parsed columns.
@@ -159,6 +162,7 @@ impl ContainerService {
             cgroup_root,
             host,
             live: Mutex::new(HashMap::new()),
+            network: std::sync::OnceLock::new(),
         })
     }
 

@@ -60,6 +60,8 @@ impl ContainerService {
     /// start-up removes.
     pub(super) async fn destroy(&self, c: &Container) -> EngineResult<u64> {
         let id = c.id().to_string();
+        // Normally done at exit already; a no-op then.
+        self.network_teardown(&id).await;
         let i = id.clone();
         self.store.call(move |conn| rows::delete(conn, &i)).await?;
         let dir = self.container_dir(&id);

@@ -25,6 +25,8 @@ struct StartPlan {
     exe: PathBuf,
     host_resolv: PathBuf,
     security: super::security::StartOptions,
+    /// `/etc/hosts` lines for the container's own addresses.
+    hosts_extra: String,
 }
 
 /// Who starts a container: the user resets the restart policy's count
@@ -38,7 +40,18 @@ pub enum StartCause {
 impl ContainerService {
     /// `POST /containers/{id}/start`: 304 when running (or restarting).
     pub async fn start(&self, name: &str) -> EngineResult<()> {
-        self.start_as(name, StartCause::User).await
+        let r = self.start_as(name, StartCause::User).await;
+        if matches!(&r, Err(e) if !matches!(e, EngineError::NotModified | EngineError::NotFound(_)))
+        {
+            // dockerd removes an AutoRemove container whose start failed;
+            // `docker run --rm` waits for that removal.
+            if let Ok(c) = self.get(name).await {
+                if c.host_config.get("AutoRemove").and_then(Value::as_bool) == Some(true) {
+                    self.after_exit(c.id()).await;
+                }
+            }
+        }
+        r
     }
 
     pub(super) async fn start_as(&self, name: &str, cause: StartCause) -> EngineResult<()> {
@@ -67,9 +80,24 @@ impl ContainerService {
                 return Err(e);
             }
         }
+        let net = match self.network_setup(&c).await {
+            Ok(n) => n,
+            Err(e) => {
+                let m = e.to_string();
+                self.update_state(&id, move |st| st.mark_start_failed(128, &m))
+                    .await?;
+                self.release_volumes(&c, false).await;
+                return Err(e);
+            }
+        };
+        plan.spec.network = net.ns;
+        plan.hosts_extra = net.hosts;
         let result = tokio::task::spawn_blocking(move || launch(plan))
             .await
             .map_err(EngineError::internal)?;
+        if result.is_err() {
+            self.network_teardown(&id).await;
+        }
         match result {
             Ok((handle, started_at)) => {
                 let pid = handle.pid();
@@ -206,6 +234,7 @@ impl ContainerService {
             exe: self.exe.clone(),
             host_resolv: PathBuf::from("/etc/resolv.conf"),
             security,
+            hosts_extra: String::new(),
         })
     }
 
@@ -250,6 +279,7 @@ impl ContainerService {
         let path = Self::cgroup_path(&id);
         let root = self.cgroup_root.clone();
         let _ = tokio::task::spawn_blocking(move || remove_cgroup(&root, &path)).await;
+        self.network_teardown(&id).await;
         self.set_monitor(&id, None);
         // Before waiters hear of the exit: a tmpfs volume is unmounted
         // when `docker run` returns.
@@ -442,7 +472,10 @@ fn write_etc_files(plan: &StartPlan) -> std::io::Result<()> {
         fs::write(p, format!("{}\n", plan.spec.hostname))?;
     }
     if let Some(p) = &files.hosts {
-        fs::write(p, plan.security.hosts_file())?;
+        fs::write(
+            p,
+            format!("{}{}", plan.security.hosts_file(), plan.hosts_extra),
+        )?;
     }
     if let Some(p) = &files.resolv_conf {
         let host = fs::read_to_string(&plan.host_resolv).unwrap_or_default();

@@ -93,6 +93,40 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX execs_container ON execs(container_id);
     "#,
+    // 5: networks. `config` is the network engine's JSON (IPAM, options,
+    // labels, flags). `endpoints` are a container's attachments as
+    // configured (kept while it is stopped); `ip_leases` are the live
+    // ones: an address handed out on a network while the container runs.
+    r#"
+    CREATE TABLE networks (
+        id           TEXT PRIMARY KEY,      -- 64 hex
+        name         TEXT NOT NULL UNIQUE,
+        driver       TEXT NOT NULL,         -- bridge, host, null
+        config       TEXT NOT NULL,
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE TABLE endpoints (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        config       TEXT NOT NULL,         -- aliases, requested address
+        position     INTEGER NOT NULL,      -- connection order: eth0, eth1, ...
+        PRIMARY KEY (container_id, network_id)
+    );
+    CREATE INDEX endpoints_network ON endpoints(network_id);
+    CREATE TABLE ip_leases (
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        address      TEXT NOT NULL,
+        -- No foreign key: a lease outlives a force-removed container's row
+        -- until its veth is gone (the network engine deletes both).
+        container_id TEXT NOT NULL,
+        endpoint_id  TEXT NOT NULL,
+        mac          TEXT NOT NULL,
+        ifname       TEXT NOT NULL,         -- inside the container
+        veth         TEXT NOT NULL,         -- the host end
+        PRIMARY KEY (network_id, address),
+        UNIQUE (container_id, network_id)
+    );
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> EngineResult<()> {

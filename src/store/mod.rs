@@ -14,6 +14,9 @@
 //! - `container_mounts`: the mount points of each container (cascading
 //!   with it); a row naming a volume keeps that volume from being deleted.
 //! - `execs`: one row per exec instance, deleted with its container.
+//! - `networks`, `endpoints` (a container's configured attachments) and
+//!   `ip_leases` (addresses in use by running containers, with the veth
+//!   and interface names needed to undo them).
 //!
 //! Files are written (and renamed into place) before the rows that name them
 //! are committed, and rows are deleted before their files, so a crash leaves
@@ -28,6 +31,7 @@ pub mod execs;
 pub mod images;
 mod migrations;
 pub mod mounts;
+pub mod networks;
 pub mod volumes;
 
 use std::path::Path;

@@ -1,0 +1,153 @@
+//! The container engine's side of networking: which namespace a
+//! container joins according to its `NetworkMode`, and the calls into the
+//! network engine at create, start, exit and removal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Container, ContainerService};
+use crate::error::{EngineError, EngineResult};
+use crate::network::endpoint::{shares_namespace, EndpointConfig, EndpointView};
+use crate::network::NetworkService;
+use crate::runtime::spec::NetworkNs;
+use crate::store::networks::EndpointRow;
+
+/// What a start needs from networking.
+pub(super) struct NetworkPlan {
+    pub ns: NetworkNs,
+    /// Lines for `/etc/hosts` naming the container's own addresses.
+    pub hosts: String,
+}
+
+/// `NetworkMode` as stored ("default" is the default bridge).
+pub(super) fn mode_of(host_config: &Value) -> String {
+    match host_config.get("NetworkMode").and_then(Value::as_str) {
+        None | Some("") | Some("default") => "bridge".into(),
+        Some(m) => m.to_string(),
+    }
+}
+
+impl ContainerService {
+    pub fn set_network(&self, n: Arc<NetworkService>) {
+        let _ = self.network.set(n);
+    }
+
+    pub fn network(&self) -> Option<&Arc<NetworkService>> {
+        self.network.get()
+    }
+
+    /// Checks the network mode and endpoints of a new container; returns
+    /// the rows stored with it.
+    pub(super) async fn plan_networks(
+        &self,
+        id: &str,
+        host_config: &serde_json::Map<String, Value>,
+        raw: &serde_json::Map<String, Value>,
+    ) -> EngineResult<Vec<EndpointRow>> {
+        let mode = mode_of(&Value::Object(host_config.clone()));
+        if let Some(target) = mode.strip_prefix("container:") {
+            self.get(target).await?;
+        }
+        let Some(net) = self.network() else {
+            return Ok(vec![]);
+        };
+        let endpoints: BTreeMap<String, EndpointConfig> = raw
+            .get("NetworkingConfig")
+            .and_then(|n| n.get("EndpointsConfig"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), EndpointConfig::from_json(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        net.plan_create(id, &mode, &endpoints).await
+    }
+
+    /// The namespace a starting container joins, wired.
+    pub(super) async fn network_setup(&self, c: &Container) -> EngineResult<NetworkPlan> {
+        let mode = mode_of(&c.host_config);
+        let plain = |ns| NetworkPlan {
+            ns,
+            hosts: String::new(),
+        };
+        match mode.as_str() {
+            "none" => return Ok(plain(NetworkNs::New)),
+            "host" => return Ok(plain(NetworkNs::Host)),
+            _ => {}
+        }
+        if let Some(target) = mode.strip_prefix("container:") {
+            let other = self.get(target).await?;
+            if !other.state.running() || other.state.pid <= 0 {
+                return Err(EngineError::Conflict(format!(
+                    "cannot join network namespace of a non running container: {}",
+                    other.id()
+                )));
+            }
+            return Ok(plain(NetworkNs::Path(
+                format!("/proc/{}/ns/net", other.state.pid).into(),
+            )));
+        }
+        let Some(net) = self.network() else {
+            return Ok(plain(NetworkNs::New));
+        };
+        let wired = net.setup(c.id()).await?;
+        let hosts = wired
+            .addresses
+            .iter()
+            .map(|ip| format!("{ip}\t{}\n", c.config.hostname))
+            .collect();
+        Ok(NetworkPlan {
+            ns: NetworkNs::Path(wired.netns),
+            hosts,
+        })
+    }
+
+    /// Undoes what [`Self::network_setup`] wired (nothing for shared modes).
+    pub(super) async fn network_teardown(&self, id: &str) {
+        if let Some(net) = self.network() {
+            net.teardown(id).await;
+        }
+    }
+
+    /// `POST /networks/{id}/connect`.
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        cfg: EndpointConfig,
+    ) -> EngineResult<()> {
+        let net = self.require_network()?;
+        let c = self.get(container).await?;
+        let mode = mode_of(&c.host_config);
+        if shares_namespace(&mode) {
+            return Err(EngineError::Forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+            ));
+        }
+        net.connect(c.id(), network, cfg, c.state.running()).await?;
+        Ok(())
+    }
+
+    /// `POST /networks/{id}/disconnect`.
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> EngineResult<()> {
+        let net = self.require_network()?;
+        let c = self.get(container).await?;
+        net.disconnect(c.id(), network).await
+    }
+
+    /// A container's attachments for inspect.
+    pub async fn network_endpoints(&self, c: &Container) -> EngineResult<Vec<EndpointView>> {
+        match self.network() {
+            Some(n) => n.endpoints_of(c.id()).await,
+            None => Ok(vec![]),
+        }
+    }
+
+    fn require_network(&self) -> EngineResult<&Arc<NetworkService>> {
+        self.network()
+            .ok_or_else(|| EngineError::NotImplemented("networking is not enabled".into()))
+    }
+}
