@@ -507,3 +507,181 @@ fn ten_containers_keep_running_and_logging_across_a_daemon_crash() {
     let _ = f.wait();
     cleanup(&d);
 }
+
+#[test]
+fn every_container_action_is_an_event() {
+    let d = daemon();
+    let b = busybox();
+    let t0 = chrono_now_secs();
+    d.docker_ok(&["run", "-d", "--name", "ev", &b, "sleep", "100"]);
+    d.docker_ok(&["pause", "ev"]);
+    d.docker_ok(&["unpause", "ev"]);
+    d.docker_ok(&["rename", "ev", "ev2"]);
+    d.docker_ok(&["update", "--cpu-shares", "512", "ev2"]);
+    d.docker_ok(&["top", "ev2"]);
+    d.docker_ok(&["restart", "-t", "0", "ev2"]);
+    d.docker_ok(&["rm", "-f", "ev2"]);
+    let t1 = chrono_now_secs() + 1;
+    let out = d.docker_ok(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &t1.to_string(),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    let want = [
+        "create", "start", "pause", "unpause", "rename", "update", "top", "kill", "die", "stop",
+        "start", "restart", "kill", "die", "destroy",
+    ];
+    let mut it = actions.iter();
+    for w in want {
+        assert!(
+            it.any(|a| *a == w),
+            "event {w} missing or out of order in {actions:?}"
+        );
+    }
+    cleanup(&d);
+}
+
+fn chrono_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_resource_flag_reaches_the_cgroup_and_limits_hold() {
+    let d = daemon();
+    let b = busybox();
+    let disk = block_device();
+    let id = d.docker_ok(&[
+        "run",
+        "-d",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "50000",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--cpuset-mems",
+        "0",
+        "--memory",
+        "64m",
+        "--memory-reservation",
+        "32m",
+        "--memory-swap",
+        "128m",
+        "--memory-swappiness",
+        "10",
+        "--oom-kill-disable",
+        "--pids-limit",
+        "20",
+        "--device-read-bps",
+        &format!("{disk}:1mb"),
+        "--device-write-iops",
+        &format!("{disk}:200"),
+        &b,
+        "sleep",
+        "100",
+    ]);
+    let id = id.trim().to_string();
+    for (ctrl, file, want) in [
+        ("cpu", "cpu.cfs_period_us", "100000"),
+        ("cpu", "cpu.cfs_quota_us", "50000"),
+        ("cpu", "cpu.shares", "512"),
+        ("cpuset", "cpuset.cpus", "0"),
+        ("cpuset", "cpuset.mems", "0"),
+        ("memory", "memory.limit_in_bytes", "67108864"),
+        ("memory", "memory.soft_limit_in_bytes", "33554432"),
+        ("memory", "memory.memsw.limit_in_bytes", "134217728"),
+        ("memory", "memory.swappiness", "10"),
+        ("pids", "pids.max", "20"),
+    ] {
+        assert_eq!(cgroup_file(ctrl, &id, file), want, "{ctrl}/{file}");
+    }
+    assert!(cgroup_file("memory", &id, "memory.oom_control").contains("oom_kill_disable 1"));
+    let (major, minor) = {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = std::fs::metadata(&disk).map(|m| m.rdev()).unwrap_or(0);
+        (libc::major(rdev), libc::minor(rdev))
+    };
+    assert_eq!(
+        cgroup_file("blkio", &id, "blkio.throttle.read_bps_device"),
+        format!("{major}:{minor} 1048576")
+    );
+    assert_eq!(
+        cgroup_file("blkio", &id, "blkio.throttle.write_iops_device"),
+        format!("{major}:{minor} 200")
+    );
+    // --cpus is NanoCpus: period and quota written by the daemon.
+    let id2 = d.docker_ok(&["run", "-d", "--cpus", "1.5", &b, "sleep", "100"]);
+    let id2 = id2.trim().to_string();
+    assert_eq!(cgroup_file("cpu", &id2, "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file("cpu", &id2, "cpu.cfs_quota_us"), "150000");
+
+    // The OOM killer strikes and is reported.
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        &b,
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    let s = inspect(&d, "oom");
+    assert_eq!(s["State"]["OOMKilled"], true, "{s}");
+    assert_eq!(s["State"]["ExitCode"], 137);
+
+    // The pids limit holds.
+    let out = d.docker(&[
+        "run",
+        "--pids-limit",
+        "5",
+        &b,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fork"),
+        "no fork failure under --pids-limit 5: {err}"
+    );
+    cleanup(&d);
+}
+
+/// A whole-disk block device of this host (`/dev/vda`, `/dev/sda`, ...)
+/// for the device throttles.
+fn block_device() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with("loop") && !n.starts_with("ram"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| format!("/dev/{n}"))
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a block device in /sys/block with a node in /dev")
+}

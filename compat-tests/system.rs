@@ -175,9 +175,13 @@ fn unserved_endpoint_is_501_naming_it() {
         "message should name the endpoint: {msg}"
     );
     // Container actions not served yet answer the same way.
-    let r = d.raw("GET", "/v1.47/containers/abc/top", b"");
+    let r = d.raw("GET", "/v1.47/containers/abc/changes", b"");
     assert_eq!(r.status, 501, "{}", r.text());
-    assert!(r.message().contains("/containers/abc/top"), "{}", r.text());
+    assert!(
+        r.message().contains("/containers/abc/changes"),
+        "{}",
+        r.text()
+    );
     // And the CLI surfaces it instead of showing an empty list.
     let err = d.docker_fails(&["plugin", "ls"]);
     assert!(err.contains("plugins"), "docker plugin ls stderr: {err}");

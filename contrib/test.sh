@@ -5,8 +5,8 @@
 # - Debian packages: the local registry, busybox-static for the test images,
 #   zstd and apache2-utils for the zstd and auth test images, and a docker
 #   CLI when none is on PATH.
-# - Python: none needed yet; later suites install theirs with pip into a
-#   venv under target/ (see README).
+# - Python: docker-py (for compat-tests/exec.rs) with pip into the venv
+#   target/pyvenv, before the tests cut outbound traffic.
 # - Starts (or reuses) the local test registry, runs unit and compat tests,
 #   and stops the registry it started.
 set -euo pipefail
@@ -20,6 +20,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v python3 >/dev/null || need+=(python3)
 command -v ps >/dev/null || need+=(procps)        # docker top
 command -v script >/dev/null || need+=(bsdutils)  # -it tests run the CLI in a terminal
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v mount.fuse >/dev/null 2>&1 || true
 command -v docker >/dev/null || need+=(docker.io)
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,6 +28,11 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! [ -x target/pyvenv/bin/python ] || ! target/pyvenv/bin/python -c 'import docker' 2>/dev/null; then
+    python3 -m venv target/pyvenv
+    target/pyvenv/bin/pip install -q docker
 fi
 
 # Tests and the daemons they start must never reach past this machine.

@@ -93,6 +93,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     containers.reconcile_dirs().await?;
     containers.volumes.reconcile_dirs().await?;
     let exited = containers.reattach().await?;
+    containers.reattach_execs().await?;
     {
         let running = containers
             .all()

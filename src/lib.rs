@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod duration;
 pub mod error;
 pub mod events;
 pub mod filters;
@@ -29,6 +30,9 @@ pub mod image;
 pub mod logs;
 pub mod network;
 pub mod runtime;
+pub mod signal;
 pub mod store;
 pub mod system;
+#[cfg(test)]
+mod test_tar;
 pub mod volume;

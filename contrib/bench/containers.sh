@@ -61,6 +61,17 @@ sum_rss_kb() {
     echo "$t"
 }
 
+# sum_smaps_kb FIELD PID...: total of a smaps_rollup field (Pss, Private_Dirty, ...).
+sum_smaps_kb() {
+    local field="$1" t=0 p v
+    shift
+    for p in "$@"; do
+        v="$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)"
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
 # start_many: PARALLEL detached sleepers, JOBS CLIs at a time.
 start_many() {
     seq 1 "$PARALLEL" | xargs -P "$JOBS" -I{} \
@@ -90,6 +101,13 @@ bench_daemon() {
     pids="$(pgrep -f "$pattern" || true)"
     # shellcheck disable=SC2086
     printf -v "${name}_PER_CT_KB" '%s' "$(($(sum_rss_kb $pids) / PARALLEL))"
+    # RSS counts the binary's and libc's shared pages in full for every
+    # process; PSS shares them out, and the private pages are what each
+    # container really adds.
+    # shellcheck disable=SC2086
+    printf -v "${name}_PER_CT_PSS" '%s' "$(($(sum_smaps_kb Pss $pids) / PARALLEL))"
+    # shellcheck disable=SC2086
+    printf -v "${name}_PER_CT_PRIV" '%s' "$((($(sum_smaps_kb Private_Dirty $pids) + $(sum_smaps_kb Private_Clean $pids)) / PARALLEL))"
     log "$name: $PARALLEL containers started in ${t}s; daemon RSS ${kb} kB; $(echo "$pids" | wc -w) per-container processes"
     # shellcheck disable=SC2046
     "$DOCKER" rm -f $("$DOCKER" ps -aq) >/dev/null
@@ -146,10 +164,15 @@ row "$PARALLEL run -d, $JOBS jobs (s)" "$MY_MANY_S" "$(dd "${DD_MANY_S:-}")" "$(
     "ratio <= 0.2" "$(at_most "$MY_MANY_S" "${DD_MANY_S:-0}" 0.2)"
 row "per container RSS (MB)" "$(mb "$MY_PER_CT_KB")" "$(dd "$(mb "${DD_PER_CT_KB:-0}")")" \
     "$(vs "$MY_PER_CT_KB" "${DD_PER_CT_KB:-0}")" "mydocker <= 1 MB" "$(verdict "$((MY_PER_CT_KB * 1024))" 1000000)"
+row "per container PSS (MB)" "$(mb "$MY_PER_CT_PSS")" "$(dd "$(mb "${DD_PER_CT_PSS:-0}")")" \
+    "$(vs "$MY_PER_CT_PSS" "${DD_PER_CT_PSS:-0}")" "-" "-"
+row "per container private (MB)" "$(mb "$MY_PER_CT_PRIV")" "$(dd "$(mb "${DD_PER_CT_PRIV:-0}")")" \
+    "$(vs "$MY_PER_CT_PRIV" "${DD_PER_CT_PRIV:-0}")" "-" "-"
 row "daemon RSS, $PARALLEL running (MB)" "$(mb "$MY_DAEMON_KB")" "$(dd "$(mb "${DD_DAEMON_KB:-0}")")" \
     "$(vs "$MY_DAEMON_KB" "${DD_DAEMON_KB:-0}")" "mydocker <= 30 MB" "$(verdict "$((MY_DAEMON_KB * 1024))" 30000000)"
 row "docker logs ${LOG_MB} MB (MB/s)" "$MY_LOGS_MBS" "$(dd "${DD_LOGS_MBS:-}")" "$(vs "$MY_LOGS_MBS" "${DD_LOGS_MBS:-0}")" \
     "ratio >= 10" "$(if [ "$HAVE_DD" = 1 ]; then verdict "$(awk -v d="$DD_LOGS_MBS" 'BEGIN { print d * 10 }')" "$MY_LOGS_MBS"; else echo n/a; fi)"
 echo "load average (1 min): $LOAD_START at start, $(load1) at end, on $NCPU CPUs"
-echo "(MB = 10^6 bytes; RSS from /proc/PID/status; per container = the monitors' (mydocker) or"
-echo " shims' (dockerd) RSS / $PARALLEL; median of $RUNS runs after 2 warm-ups; targets are informational)"
+echo "(MB = 10^6 bytes; RSS from /proc/PID/status, PSS and private pages from smaps_rollup; per"
+echo " container = the monitors' (mydocker) or shims' (dockerd) total / $PARALLEL; median of $RUNS"
+echo " runs after 2 warm-ups; targets are informational)"

@@ -208,6 +208,10 @@ stop_dockerd() {
     CUR_LOG=""
     undo_run_docker
     DD_SOCK=""
+    # containerd's shims keep their sockets in /run/containerd/s whatever its state dir.
+    if ! grep -q '^/run/containerd$' <<<"$DD_HOST_BEFORE"; then
+        rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+    fi
     after="$(host_snapshot)"
     if [ "$DD_HOST_BEFORE" != "$after" ]; then
         log "warning: dockerd changed host paths or links:"

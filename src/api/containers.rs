@@ -2,7 +2,7 @@
 //! restart, pause, unpause, rename, update, resize, top, logs, attach,
 //! remove, prune (stats in `container_stats.rs`). `/containers/{id}/{action}` goes through
 //! one wildcard route (as for images) so that actions we do not serve yet
-//! (exec, top, ...) still answer 501 naming themselves.
+//! (changes, export, ...) still answer 501 naming themselves.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, Query, Request, State};
@@ -105,6 +105,7 @@ pub async fn dispatch(
             let c = s.containers.get(id).await?;
             let mounts = s.containers.mount_points(c.id()).await?;
             let mut v = inspect_json(&s, &c, &mounts);
+            v["ExecIDs"] = super::exec::exec_ids_json(&s, c.id()).await?;
             let eps = s.containers.network_endpoints(&c).await?;
             if !eps.is_empty() {
                 let key = if c.state.running() {
@@ -215,6 +216,7 @@ pub async fn dispatch(
         (&Method::GET, "stats") => super::container_stats::stats(&s, id, &q).await,
         (&Method::GET, "logs") => logs(&s, id, &q, version).await,
         (&Method::POST, "attach") => attach(&s, id, &q, version, req).await,
+        (&Method::POST, "exec") => super::exec::create(&s, id, req).await,
         (&Method::DELETE, "") => {
             if params::flag(&q, "link") {
                 return Err(ApiError::bad_request("links are not supported by mydocker"));
@@ -281,7 +283,7 @@ async fn logs(s: &AppState, id: &str, q: &Q, version: ApiVersion) -> ApiResult<R
 
 /// Whether the client asks for dockerd's hijack (`Connection: Upgrade`
 /// with an `Upgrade` header).
-fn wants_upgrade(req: &Request) -> bool {
+pub(super) fn wants_upgrade(req: &Request) -> bool {
     let connection_upgrade = req
         .headers()
         .get_all(header::CONNECTION)
@@ -355,7 +357,7 @@ async fn attach(
 /// Moves bytes over a hijacked connection: output to the client until the
 /// container exits, client input to the container's stdin meanwhile. With
 /// a TTY, the detach keys end the session and leave the container running.
-async fn pump<IO>(
+pub(super) async fn pump<IO>(
     io: IO,
     session: AttachSession,
     detach_keys: Vec<u8>,

@@ -9,6 +9,7 @@ mod body;
 mod container_stats;
 mod containers;
 pub mod error;
+mod exec;
 mod images;
 mod networks;
 pub mod params;
@@ -107,6 +108,9 @@ pub fn router(state: AppState) -> Router {
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))
         .route("/volumes/{*name}", any(volumes::dispatch))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .merge(unsupported::routes())
         // dockerd answers a wrong method like an unknown path.
         .method_not_allowed_fallback(page_not_found)

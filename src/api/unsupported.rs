@@ -1,6 +1,6 @@
 //! Docker Engine endpoints mydocker does not serve yet. Each answers 501
 //! with a message naming it, never a silent 200: clients then fail loudly.
-//! Container actions we do not serve yet (exec, top, ...) reach
+//! Container actions we do not serve yet (changes, export, ...) reach
 //! [`not_implemented`] through `api::containers::dispatch`.
 
 use axum::extract::{OriginalUri, Request};
@@ -14,7 +14,6 @@ use super::AppState;
 
 /// Path patterns of the Engine API that we know and do not serve.
 const NOT_SERVED: &[&str] = &[
-    "/exec/{*rest}",
     "/build",
     "/build/{*rest}",
     "/commit",

@@ -52,6 +52,7 @@ impl ContainerService {
         // Output and input both concern the next exit (or the current run).
         let exits = rx.borrow().exits;
         let attached_at = now_nanos();
+        self.emit(&c, "attach", &[]);
 
         let output = if opts.stream || opts.logs {
             let mut stop_rx = rx.clone();

@@ -170,7 +170,7 @@ const CONFIG_KEYS: &[&str] = &[
     "ArgsEscaped",
     "HostConfig",
     "NetworkingConfig",
-    // Anonymous volumes (`-v /path`), see mounts.rs.
+    // Anonymous volumes (`-v /path`), see mounts/.
     "Volumes",
     // Published ports, see network/ports.rs.
     "ExposedPorts",
@@ -193,7 +193,7 @@ const HOST_KEYS: &[&str] = &[
     "CgroupnsMode",
     "PortBindings",
     "PublishAllPorts",
-    // Mounts and volumes, see mounts.rs.
+    // Mounts and volumes, see mounts/.
     "Binds",
     "Mounts",
     "Tmpfs",
@@ -233,7 +233,9 @@ fn check_unsupported(req: &mut CreateRequest) -> EngineResult<()> {
     for (k, ok) in [
         ("IpcMode", &["", "private", "shareable"][..]),
         ("PidMode", &["", "private"][..]),
-        ("CgroupnsMode", &["", "private"][..]),
+        // `host` on v1 is what every container gets; on v2 the init then
+        // stays in the host's cgroup namespace.
+        ("CgroupnsMode", &["", "private", "host"][..]),
         ("Isolation", &["", "default"][..]),
     ] {
         if !ok.contains(&s(k).as_str()) {
@@ -412,7 +414,7 @@ impl ContainerService {
             cfg.stop_signal = ic.stop_signal.clone().filter(|s| !s.is_empty());
         }
         if let Some(sig) = &cfg.stop_signal {
-            super::stop::parse_signal(sig)?;
+            crate::signal::parse(sig)?;
         }
         // The image's VOLUMEs join the request's, as in dockerd.
         if let Some(iv) = &ic.volumes {
@@ -559,6 +561,11 @@ mod tests {
         let mut req = CreateRequest::parse("", body).expect("parses");
         check_unsupported(&mut req).expect("ports are served");
         assert!(req.config.exposed_ports.is_some());
+        for (mode, ok) in [("host", true), ("private", true), ("container:x", false)] {
+            let body = format!(r#"{{"Image":"busybox","HostConfig":{{"CgroupnsMode":"{mode}"}}}}"#);
+            let mut req = CreateRequest::parse("", body.as_bytes()).expect("parses");
+            assert_eq!(check_unsupported(&mut req).is_ok(), ok, "{mode}");
+        }
         assert!(CreateRequest::parse("", b"").is_err());
         assert!(CreateRequest::parse("", b"[]").is_err());
     }

@@ -8,7 +8,7 @@
 //! - `<exec-root>/containers/<id>/`: the runtime bundle (`spec.json`,
 //!   `state.json`, the monitor's socket and pid file), rewritten at each
 //!   start;
-//! - its mounts as rows of `container_mounts` (see `mounts.rs`);
+//! - its mounts as rows of `container_mounts` (see `mounts/`);
 //! - the cgroup `mydocker/<id>` (under each controller on v1), made at
 //!   start and removed once the container has exited.
 //!
@@ -21,6 +21,7 @@
 pub mod attach;
 pub mod create;
 pub mod detach_keys;
+pub mod exec;
 pub mod list;
 pub mod log_config;
 pub mod logs;

@@ -18,7 +18,7 @@ impl ContainerService {
         let c = self.get(name).await?;
         let lock = self.op_lock(c.id());
         let _g = lock.lock().await;
-        let c = self.get(c.id()).await?;
+        let mut c = self.get(c.id()).await?;
         if c.state.restarting && !c.state.running() {
             if !force {
                 return Err(EngineError::Conflict(format!(
@@ -26,7 +26,9 @@ impl ContainerService {
                     c.id()
                 )));
             }
-            self.cancel_restart(&c).await?;
+            let id = c.id().to_string();
+            self.cancel_restart(c, true).await?;
+            c = self.get(&id).await?;
         }
         if c.state.running() {
             if !force {

@@ -46,18 +46,35 @@ impl ContainerService {
         Ok(())
     }
 
-    /// Cancels a scheduled policy restart; returns whether one was pending.
-    pub(super) async fn cancel_restart(&self, c: &Container) -> EngineResult<bool> {
+    /// Cancels a scheduled policy restart. `None`: one was pending and is
+    /// cancelled; `Some(c)`: none was, `c` being the container as it is now
+    /// (a restart already under way has finished: it runs). `locked`: the
+    /// caller holds the container's op lock.
+    pub(super) async fn cancel_restart(
+        &self,
+        c: Container,
+        locked: bool,
+    ) -> EngineResult<Option<Container>> {
         self.with_live(c.id(), |l| l.restart_generation += 1);
         if !c.state.restarting {
-            return Ok(false);
+            return Ok(Some(c));
+        }
+        let lock = self.op_lock(c.id());
+        let _g = if locked {
+            None
+        } else {
+            Some(lock.lock().await)
+        };
+        let c = self.get(c.id()).await?;
+        if !c.state.restarting || c.state.running() {
+            return Ok(Some(c));
         }
         self.update_state(c.id(), |st| {
             st.restarting = false;
             st.manually_stopped = true;
         })
         .await?;
-        Ok(true)
+        Ok(None)
     }
 
     /// Called once an exit is recorded.

@@ -199,6 +199,11 @@ impl ContainerService {
             stop_signal: cfg.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
             ..Default::default()
         };
+        if let Some(cg) = &spec.cgroup {
+            let host_ns = hc.get("CgroupnsMode").and_then(Value::as_str) == Some("host");
+            spec.cgroupfs = cgroups::container_cgroupfs(&cg.root, &cg.path, host_ns)
+                .map_err(EngineError::internal)?;
+        }
         if let Some(shm) = hc.get("ShmSize").and_then(Value::as_u64).filter(|s| *s > 0) {
             spec.shm_size = shm;
         }

@@ -8,37 +8,17 @@ use crate::error::{EngineError, EngineResult};
 /// dockerd's default `docker stop` timeout.
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 
-/// A signal by number, `SIGNAME` or `NAME` (any case), as dockerd takes it.
-pub fn parse_signal(s: &str) -> EngineResult<i32> {
-    let bad = || EngineError::InvalidParameter(format!("Invalid signal: {s}"));
-    if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        };
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32)
-        .map_err(|_| bad())
-}
-
 impl ContainerService {
     /// `POST /containers/{id}/kill`.
     pub async fn kill(&self, name: &str, signal: Option<&str>) -> EngineResult<()> {
-        let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
-        let c = self.get(name).await?;
+        let sig =
+            crate::signal::parse_supported(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+        let found = self.get(name).await?;
         // Killing a container waiting to restart only cancels the restart.
-        if self.cancel_restart(&c).await? {
-            self.emit(&c, "kill", &[("signal", sig.to_string())]);
+        let Some(c) = self.cancel_restart(found.clone(), false).await? else {
+            self.emit(&found, "kill", &[("signal", sig.to_string())]);
             return Ok(());
-        }
+        };
         if !c.state.running() {
             return Err(EngineError::Conflict(format!(
                 "Container {} is not running",
@@ -59,9 +39,10 @@ impl ContainerService {
 
     async fn signal(&self, id: &str, sig: i32) -> EngineResult<()> {
         let Some(m) = self.monitor(id) else {
-            return Err(EngineError::Conflict(format!(
-                "Container {id} is not running"
-            )));
+            // The row said running, so the exit is being recorded right
+            // now (the monitor handle goes first): as if it had exited
+            // just after the signal.
+            return Ok(());
         };
         match tokio::task::spawn_blocking(move || m.kill(sig))
             .await
@@ -84,15 +65,17 @@ impl ContainerService {
         signal: Option<&str>,
     ) -> EngineResult<()> {
         let c = self.get(name).await?;
-        if self.cancel_restart(&c).await? {
+        let Some(c) = self.cancel_restart(c, false).await? else {
             return Ok(());
-        }
+        };
         if !c.state.running() {
             return Err(EngineError::NotModified);
         }
         let sig = match signal.filter(|s| !s.is_empty()) {
-            Some(s) => parse_signal(s)?,
-            None => parse_signal(c.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?,
+            Some(s) => crate::signal::parse_supported(s)?,
+            None => crate::signal::parse_supported(
+                c.config.stop_signal.as_deref().unwrap_or("SIGTERM"),
+            )?,
         };
         let timeout = timeout
             .or(c.config.stop_timeout)
@@ -126,20 +109,5 @@ impl ContainerService {
         self.emit(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
         let _ = rx.wait_for(|s| s.exits > exits || s.removed).await;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_parse_like_dockerd() {
-        assert_eq!(parse_signal("9").unwrap(), 9);
-        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
-        assert_eq!(parse_signal("term").unwrap(), 15);
-        assert_eq!(parse_signal("hup").unwrap(), 1);
-        assert!(parse_signal("0").is_err());
-        assert!(parse_signal("NOPE").is_err());
     }
 }

@@ -398,6 +398,10 @@ pub fn parse_until(s: &str) -> EngineResult<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
     }
+    // A Go duration counts back from now (`until=24h`).
+    if let Ok(nanos) = crate::duration::parse_go_duration(s) {
+        return Ok(chrono::Utc::now().timestamp() - nanos / 1_000_000_000);
+    }
     Err(EngineError::InvalidParameter(format!(
         "failed to parse value as time or duration: \"{s}\""
     )))
@@ -422,6 +426,9 @@ mod tests {
     fn until_parsing() {
         assert_eq!(parse_until("100").unwrap(), 100);
         assert_eq!(parse_until("100.5").unwrap(), 100);
+        let day_ago = chrono::Utc::now().timestamp() - 86_400;
+        assert!((parse_until("24h").unwrap() - day_ago).abs() <= 1);
+        assert!(parse_until("yesterday").is_err());
         assert_eq!(parse_until("1970-01-01T00:01:40Z").unwrap(), 100);
         assert!(parse_until("soon").is_err());
     }

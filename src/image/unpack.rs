@@ -590,71 +590,10 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use tar::Header;
 
+    use crate::test_tar::Tar;
+
     fn is_root() -> bool {
         nix::unistd::geteuid().is_root()
-    }
-
-    /// Builds tars with raw name/link fields: `Header::set_path` refuses `..`, and hostile
-    /// paths are the point.
-    struct Tar(tar::Builder<Vec<u8>>);
-
-    impl Tar {
-        fn new() -> Self {
-            Tar(tar::Builder::new(Vec::new()))
-        }
-
-        fn entry(
-            mut self,
-            path: &[u8],
-            kind: EntryType,
-            link: &[u8],
-            data: &[u8],
-            edit: impl FnOnce(&mut Header),
-        ) -> Self {
-            let mut h = Header::new_gnu();
-            let old = h.as_old_mut();
-            old.name[..path.len()].copy_from_slice(path);
-            old.linkname[..link.len()].copy_from_slice(link);
-            h.set_entry_type(kind);
-            h.set_size(data.len() as u64);
-            h.set_mode(if kind == EntryType::Directory {
-                0o755
-            } else {
-                0o644
-            });
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(1_000_000);
-            edit(&mut h);
-            h.set_cksum();
-            self.0.append(&h, data).unwrap();
-            self
-        }
-
-        fn file(self, path: &[u8], data: &[u8]) -> Self {
-            self.entry(path, EntryType::Regular, b"", data, |_| {})
-        }
-
-        fn dir(self, path: &[u8]) -> Self {
-            self.entry(path, EntryType::Directory, b"", b"", |_| {})
-        }
-
-        fn symlink(self, path: &[u8], target: &[u8]) -> Self {
-            self.entry(path, EntryType::Symlink, target, b"", |_| {})
-        }
-
-        fn hardlink(self, path: &[u8], target: &[u8]) -> Self {
-            self.entry(path, EntryType::Link, target, b"", |_| {})
-        }
-
-        fn pax(mut self, exts: &[(&str, &[u8])]) -> Self {
-            self.0.append_pax_extensions(exts.iter().copied()).unwrap();
-            self
-        }
-
-        fn bytes(self) -> Vec<u8> {
-            self.0.into_inner().unwrap()
-        }
     }
 
     /// A layer dir two levels below a scratch root, so escapes have somewhere to land.

@@ -1,7 +1,8 @@
 //! The body of `GET /containers/{id}/logs`, as dockerd's
-//! `httputils.WriteLogStream` builds it: each entry is one write, so
-//! without a TTY one stdcopy frame (stream 1 or 2) per entry, with a TTY
-//! the raw bytes. `details` puts the entry's attrs first
+//! `httputils.WriteLogStream` builds it, but for the framing: without a
+//! TTY, consecutive entries of one stream share a stdcopy frame (stream 1
+//! or 2; dockerd sends a frame per entry, which demultiplexes the same but
+//! costs clients far more per line), with a TTY the raw bytes. `details` puts the entry's attrs first
 //! (`k=v,k2=v2 `, query-escaped, sorted); `timestamps` then puts the time
 //! first, always with nine fractional digits (`jsonmessage.RFC3339NanoFixed`,
 //! which is what `docker logs -t` prints: `2026-11-27T22:44:30.932718950Z`,
@@ -16,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream as FuturesStream, StreamExt};
 
 use super::jsonfile::{format_time, stream_batches, ReadOptions};
-use super::stdcopy::{self, StreamId};
+use super::stdcopy::{self, FrameJoiner, StreamId};
 use super::{LogEntry, LogError};
 
 /// How entries are rendered.
@@ -40,8 +41,19 @@ pub fn content_type(tty: bool, api_at_least_1_42: bool) -> &'static str {
     }
 }
 
-/// Appends one entry to `out`.
+/// Appends one entry to `out` as a frame of its own.
 pub fn encode_entry(entry: &LogEntry, opts: &FormatOptions, out: &mut BytesMut) {
+    append_entry(entry, opts, &mut FrameJoiner::default(), out);
+}
+
+/// Appends one entry to `out`, joined to the previous frame when it is of
+/// the same stream (see [`FrameJoiner`]).
+pub fn append_entry(
+    entry: &LogEntry,
+    opts: &FormatOptions,
+    frames: &mut FrameJoiner,
+    out: &mut BytesMut,
+) {
     // Built without intermediate buffers: this runs once per log line.
     let ts = opts.timestamps.then(|| format_time(entry.time_nanos, true));
     let ts: &[u8] = ts.as_ref().map_or(&[], |t| t.as_bytes());
@@ -57,21 +69,27 @@ pub fn encode_entry(entry: &LogEntry, opts: &FormatOptions, out: &mut BytesMut) 
             query_escape(&mut details, v.as_bytes());
         }
         details.push(b' ');
-        put(entry, opts, &[ts, sep, &details, &entry.line], out);
+        put(entry, opts, frames, &[ts, sep, &details, &entry.line], out);
     } else if opts.details {
-        put(entry, opts, &[ts, sep, b" ", &entry.line], out);
+        put(entry, opts, frames, &[ts, sep, b" ", &entry.line], out);
     } else {
-        put(entry, opts, &[ts, sep, &entry.line], out);
+        put(entry, opts, frames, &[ts, sep, &entry.line], out);
     }
 }
 
-fn put(entry: &LogEntry, opts: &FormatOptions, parts: &[&[u8]], out: &mut BytesMut) {
+fn put(
+    entry: &LogEntry,
+    opts: &FormatOptions,
+    frames: &mut FrameJoiner,
+    parts: &[&[u8]],
+    out: &mut BytesMut,
+) {
     if opts.tty {
         for p in parts {
             out.put_slice(p);
         }
     } else {
-        stdcopy::encode_parts_into(StreamId::from(entry.stream), parts, out);
+        frames.push_parts(StreamId::from(entry.stream), parts, out);
     }
 }
 
@@ -107,9 +125,10 @@ where
 {
     entries.ready_chunks(256).map(move |items| {
         let mut out = BytesMut::new();
+        let mut frames = FrameJoiner::default();
         for item in items {
             match item {
-                Ok(entry) => encode_entry(&entry, &opts, &mut out),
+                Ok(entry) => append_entry(&entry, &opts, &mut frames, &mut out),
                 Err(e) => encode_error(&e, &opts, &mut out),
             }
         }
@@ -133,8 +152,9 @@ where
     let encode = move |batch: Vec<LogEntry>| {
         let bytes: usize = batch.iter().map(|e| e.line.len() + 48).sum();
         let mut out = BytesMut::with_capacity(bytes);
+        let mut frames = FrameJoiner::default();
         for entry in &batch {
-            encode_entry(entry, &fmt, &mut out);
+            append_entry(entry, &fmt, &mut frames, &mut out);
         }
         out.freeze()
     };

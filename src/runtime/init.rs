@@ -13,7 +13,7 @@ use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 
 use super::process::{self, InitError, InitFailure};
 use super::rootfs;
-use super::spec::{ContainerSpec, NetworkNs};
+use super::spec::{CgroupFs, ContainerSpec, NetworkNs};
 use super::sys::{LinuxSys, Sys, SysError};
 
 /// The container's ends of its standard streams.
@@ -55,6 +55,19 @@ fn sys_err(call: &'static str, arg: impl std::fmt::Display) -> impl FnOnce(Errno
     move |e| SysError::new(call, arg, e)
 }
 
+/// Blocks until the monitor has put this process into the container's
+/// cgroup (one byte on `go`; EOF: it gave up).
+fn wait_for_cgroup(go_fd: BorrowedFd<'_>) -> Result<(), InitError> {
+    let mut go = [0u8; 1];
+    loop {
+        match nix::unistd::read(go_fd, &mut go) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            _ => return Err(InitError::Other("monitor gave up before the start".into())),
+        }
+    }
+}
+
 fn init(
     spec: &ContainerSpec,
     io: &ChildIo,
@@ -79,17 +92,19 @@ fn init(
         Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })
             .map_err(sys_err("ioctl", "TIOCSCTTY"))?;
     }
-    // Nothing runs before the monitor has put us into the cgroup.
-    let mut go = [0u8; 1];
-    loop {
-        match nix::unistd::read(go_fd, &mut go) {
-            Ok(1) => break,
-            Err(Errno::EINTR) => continue,
-            _ => return Err(InitError::Other("monitor gave up before the start".into())),
+    let host_cgroupns = matches!(
+        spec.cgroupfs,
+        CgroupFs::V2 {
+            host_namespace: true
         }
-    }
-    if spec.cgroup.is_some() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        // cgroup v2: a cgroup namespace rooted at the cgroup just joined.
+    );
+    let own_cgroupns = spec.cgroup.is_some()
+        && !host_cgroupns
+        && Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if own_cgroupns {
+        // cgroup v2: a cgroup namespace rooted at the cgroup, which must be
+        // joined first.
+        wait_for_cgroup(go_fd)?;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(sys_err("unshare", "CLONE_NEWCGROUP"))?;
     }
@@ -112,6 +127,12 @@ fn init(
     }
     let cwd = Path::new(&spec.process.cwd);
     sys.mkdir_all(cwd, 0o755)?;
+    if !own_cgroupns {
+        // Otherwise the mounts above ran while the monitor moved us into
+        // the cgroup (on v1 a move can wait out an RCU grace period, some
+        // 20 ms): nothing of the container's own runs before it is done.
+        wait_for_cgroup(go_fd)?;
+    }
     let exe = process::find_executable(Path::new("/"), &spec.process, spec.lookup_path())?;
     process::apply_credentials(&sys, spec)?;
     sys.chdir(cwd)?;
@@ -133,7 +154,7 @@ fn init(
 
 /// Marks every fd above 2 close-on-exec, so nothing of the monitor
 /// (pty master, log file, socket) reaches the container.
-fn close_other_fds() {
+pub(super) fn close_other_fds() {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags.
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };

@@ -9,6 +9,9 @@
 //! - [`init`] (private), [`rootfs`], [`process`]: the container's init:
 //!   mounts and `pivot_root`, user and capabilities, entrypoint look-up.
 //! - [`pid1`]: `--init`, our small PID 1 that forwards signals and reaps.
+//! - [`exec_spec`], [`exec_monitor`], `exec_init`: `mydockerd __exec
+//!   <dir>`, one monitor per exec process run inside a running container;
+//!   the daemon drives it through the same [`MonitorHandle`].
 //! - [`sys`]: the raw system calls behind a trait, with a recording fake.
 //! - [`state`], [`protocol`]: the files and messages the daemon reads.
 //! - [`cgroups`]: cgroup v1/v2 resources, validation, stats, freezer.
@@ -20,6 +23,9 @@
 //! All calls block: run them off the async threads.
 
 pub mod cgroups;
+mod exec_init;
+pub mod exec_monitor;
+pub mod exec_spec;
 mod init;
 pub mod monitor;
 pub mod pid1;
@@ -89,6 +95,16 @@ fn io_err(context: &str) -> impl FnOnce(io::Error) -> RuntimeError + '_ {
 /// Starts `<exe> __monitor <bundle>` (the spec must be in the bundle) and
 /// blocks until the container's entrypoint was exec'd or failed.
 pub fn spawn_monitor(exe: &Path, bundle: &Path) -> Result<MonitorHandle, RuntimeError> {
+    spawn(exe, MONITOR_ARG, bundle)
+}
+
+/// Starts `<exe> __exec <dir>` (the exec spec must be in `dir`) and blocks
+/// until the exec process was exec'd or failed.
+pub fn spawn_exec(exe: &Path, dir: &Path) -> Result<MonitorHandle, RuntimeError> {
+    spawn(exe, exec_monitor::EXEC_ARG, dir)
+}
+
+fn spawn(exe: &Path, arg: &str, bundle: &Path) -> Result<MonitorHandle, RuntimeError> {
     let (ready_r, ready_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Io {
             context: "pipe".into(),
@@ -96,7 +112,7 @@ pub fn spawn_monitor(exe: &Path, bundle: &Path) -> Result<MonitorHandle, Runtime
         })?;
     let w = ready_w.as_raw_fd();
     let mut cmd = Command::new(exe);
-    cmd.arg(MONITOR_ARG)
+    cmd.arg(arg)
         .arg(bundle)
         .env(READY_FD_ENV, w.to_string())
         .stdin(Stdio::null())

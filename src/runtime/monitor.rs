@@ -52,7 +52,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 const INIT_STACK: usize = 2 << 20;
 
 #[derive(Debug, Error)]
-pub enum MonitorError {
+pub(super) enum MonitorError {
     #[error(transparent)]
     Spec(#[from] super::spec::SpecError),
     #[error("{context}: {source}")]
@@ -69,12 +69,12 @@ pub enum MonitorError {
     Log(#[from] crate::logs::LogError),
 }
 
-fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> MonitorError {
+pub(super) fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> MonitorError {
     let context = context.into();
     move |source| MonitorError::Io { context, source }
 }
 
-fn sys_ctx(context: impl Into<String>) -> impl FnOnce(Errno) -> MonitorError {
+pub(super) fn sys_ctx(context: impl Into<String>) -> impl FnOnce(Errno) -> MonitorError {
     let context = context.into();
     move |errno| MonitorError::Sys { context, errno }
 }
@@ -84,13 +84,18 @@ fn sys_ctx(context: impl Into<String>) -> impl FnOnce(Errno) -> MonitorError {
 /// thread (tokio) exists.
 pub fn maybe_run_monitor_from_args() {
     let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(std::ffi::OsStr::new(MONITOR_ARG)) {
+    let Some(which) = args.next() else { return };
+    let run: fn(&Path) -> ! = if which == MONITOR_ARG {
+        run_monitor
+    } else if which == super::exec_monitor::EXEC_ARG {
+        super::exec_monitor::run_exec_monitor
+    } else {
         return;
-    }
+    };
     match args.next() {
-        Some(bundle) => run_monitor(Path::new(&bundle)),
+        Some(dir) => run(Path::new(&dir)),
         None => {
-            eprintln!("usage: mydockerd {MONITOR_ARG} <bundle>");
+            eprintln!("usage: mydockerd {} <dir>", which.to_string_lossy());
             std::process::exit(2)
         }
     }
@@ -98,23 +103,7 @@ pub fn maybe_run_monitor_from_args() {
 
 /// The monitor's entry point (see the module docs).
 pub fn run_monitor(bundle: &Path) -> ! {
-    let ready = take_ready_fd();
-    // A new session, then a fork: the monitor is no session leader (it can
-    // never get a controlling terminal) and its parent exits now, so it is
-    // re-parented away from the daemon.
-    let _ = nix::unistd::setsid();
-    // SAFETY: the monitor is single-threaded (called before any thread).
-    match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { .. }) => {
-            // SAFETY: _exit skips destructors that belong to the child now.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(ForkResult::Child) => {}
-        Err(e) => {
-            report(ready, &failure_ready(format!("monitor fork: {e}")));
-            std::process::exit(1)
-        }
-    }
+    let ready = detach_from_daemon();
     let code = match Monitor::run(bundle, ready) {
         Ok(()) => 0,
         Err(e) => {
@@ -123,6 +112,27 @@ pub fn run_monitor(bundle: &Path) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// Takes the ready pipe, then leaves the daemon behind: a new session, then
+/// a fork. The monitor is no session leader (it can never get a
+/// controlling terminal) and its parent exits now, so it is re-parented
+/// away from the daemon. Must run before any thread exists.
+pub(super) fn detach_from_daemon() -> Option<File> {
+    let ready = take_ready_fd();
+    let _ = nix::unistd::setsid();
+    // SAFETY: the monitor is single-threaded (called before any thread).
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            // SAFETY: _exit skips destructors that belong to the child now.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Child) => ready,
+        Err(e) => {
+            report(ready, &failure_ready(format!("monitor fork: {e}")));
+            std::process::exit(1)
+        }
+    }
 }
 
 /// The ready pipe named by [`READY_FD_ENV`], if any; the variable is
@@ -142,7 +152,7 @@ fn take_ready_fd() -> Option<File> {
     Some(f)
 }
 
-fn failure_ready(error: String) -> Ready {
+pub(super) fn failure_ready(error: String) -> Ready {
     Ready {
         pid: 0,
         error,
@@ -150,7 +160,7 @@ fn failure_ready(error: String) -> Ready {
     }
 }
 
-fn report(ready: Option<File>, msg: &Ready) {
+pub(super) fn report(ready: Option<File>, msg: &Ready) {
     if let (Some(mut f), Ok(mut line)) = (ready, serde_json::to_vec(msg)) {
         line.push(b'\n');
         let _ = f.write_all(&line);
@@ -172,22 +182,60 @@ const MAX_CLIENT_BACKLOG: usize = 1 << 20;
 const MAX_STDIN_BACKLOG: usize = 64 * 1024;
 
 /// A control connection.
-struct Client {
-    stream: UnixStream,
+pub(super) struct Client {
+    pub(super) stream: UnixStream,
     /// Unparsed request bytes (control mode).
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     /// Set once the client asked to attach: it now streams.
-    attach: Option<Attach>,
+    pub(super) attach: Option<Attach>,
     /// Output not yet written to an attached client.
-    out: Vec<u8>,
+    pub(super) out: Vec<u8>,
     /// The client half-closed its side.
-    read_closed: bool,
+    pub(super) read_closed: bool,
 }
 
 impl Client {
+    pub(super) fn new(stream: UnixStream) -> Client {
+        Client {
+            stream,
+            buf: Vec::new(),
+            attach: None,
+            out: Vec::new(),
+            read_closed: false,
+        }
+    }
+
+    /// The next complete request line, if one is buffered; `Err(())` when
+    /// the buffer holds junk too long to be a request.
+    pub(super) fn next_request(&mut self) -> Result<Option<Result<Request, String>>, ()> {
+        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+            // A request never exceeds this; anything longer is junk.
+            return if self.buf.len() <= 64 * 1024 {
+                Ok(None)
+            } else {
+                Err(())
+            };
+        };
+        let line: Vec<u8> = self.buf.drain(..=nl).collect();
+        Ok(Some(
+            serde_json::from_slice::<Request>(&line).map_err(|e| format!("bad request: {e}")),
+        ))
+    }
+
+    /// Queues `resp` ahead of any attached output and flushes; false if
+    /// the client is gone.
+    pub(super) fn reply(&mut self, resp: &Response) -> bool {
+        if let Ok(mut bytes) = serde_json::to_vec(resp) {
+            bytes.push(b'\n');
+            self.out.splice(0..0, bytes);
+            return self.flush();
+        }
+        true
+    }
+
     /// Writes what is pending without blocking; false if the client is
     /// broken or too far behind.
-    fn flush(&mut self) -> bool {
+    pub(super) fn flush(&mut self) -> bool {
         while !self.out.is_empty() {
             match self.stream.write(&self.out) {
                 Ok(0) => return false,
@@ -628,13 +676,7 @@ impl Monitor {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if stream.set_nonblocking(true).is_ok() {
-                        self.clients.push(Client {
-                            stream,
-                            buf: Vec::new(),
-                            attach: None,
-                            out: Vec::new(),
-                            read_closed: false,
-                        });
+                        self.clients.push(Client::new(stream));
                     }
                 }
                 Err(_) => return,
@@ -701,25 +743,18 @@ impl Monitor {
                 }
                 return true;
             }
-            let Some(nl) = c.buf.iter().position(|&b| b == b'\n') else {
-                // A request never exceeds this; anything longer is junk.
-                return c.buf.len() <= 64 * 1024;
-            };
-            let line: Vec<u8> = c.buf.drain(..=nl).collect();
-            let resp = match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => self.handle(i, req),
-                Err(e) => Response::error(format!("bad request: {e}")),
+            let resp = match c.next_request() {
+                Err(()) => return false,
+                Ok(None) => return true,
+                Ok(Some(Ok(req))) => self.handle(i, req),
+                Ok(Some(Err(e))) => Response::error(e),
             };
             let Some(c) = self.clients.get_mut(i) else {
                 return false;
             };
-            if let Ok(mut bytes) = serde_json::to_vec(&resp) {
-                bytes.push(b'\n');
-                // Replies go ahead of any attached output.
-                c.out.splice(0..0, bytes);
-                if !c.flush() {
-                    return false;
-                }
+            // Replies go ahead of any attached output.
+            if !c.reply(&resp) {
+                return false;
             }
         }
     }
@@ -791,7 +826,7 @@ impl Monitor {
 }
 
 /// Records a failure that happened before the container existed.
-fn fail_early(bundle: &Path, state: &mut State, ready: Option<File>, error: String) {
+pub(super) fn fail_early(bundle: &Path, state: &mut State, ready: Option<File>, error: String) {
     state.status = Status::Exited;
     state.exit_code = EXIT_START_FAILED;
     state.error = error.clone();
@@ -803,7 +838,7 @@ fn fail_early(bundle: &Path, state: &mut State, ready: Option<File>, error: Stri
 
 /// stdin and stdout to /dev/null, stderr to `<bundle>/monitor.log`: the
 /// daemon's pipes must not be held open by the monitor.
-fn redirect_stdio(bundle: &Path) -> Result<(), MonitorError> {
+pub(super) fn redirect_stdio(bundle: &Path) -> Result<(), MonitorError> {
     let null = OpenOptions::new()
         .read(true)
         .write(true)
@@ -895,7 +930,7 @@ fn make_stdio(spec: &ContainerSpec) -> Result<Stdio, MonitorError> {
 }
 
 /// Non-blocking and close-on-exec, for fds the monitor polls.
-fn set_flags(fd: &OwnedFd) -> Result<(), MonitorError> {
+pub(super) fn set_flags(fd: &OwnedFd) -> Result<(), MonitorError> {
     let raw = fd.as_raw_fd();
     // SAFETY: fcntl flag changes on an fd we own.
     unsafe {
@@ -910,7 +945,7 @@ fn set_flags(fd: &OwnedFd) -> Result<(), MonitorError> {
 
 /// Binds `<bundle>/monitor.sock`. The bind goes through a relative path
 /// from the bundle, as a deep bundle path may exceed `sun_path`.
-fn bind_socket(bundle: &Path) -> Result<UnixListener, MonitorError> {
+pub(super) fn bind_socket(bundle: &Path) -> Result<UnixListener, MonitorError> {
     let _ = fs::remove_file(bundle.join(SOCKET_FILE));
     nix::unistd::chdir(bundle).map_err(sys_ctx("chdir bundle"))?;
     let res = UnixListener::bind(SOCKET_FILE);
@@ -921,7 +956,7 @@ fn bind_socket(bundle: &Path) -> Result<UnixListener, MonitorError> {
 }
 
 /// Blocks until the init's sync pipe closes; a message means it failed.
-fn read_failure(sync_r: OwnedFd) -> Option<InitFailure> {
+pub(super) fn read_failure(sync_r: OwnedFd) -> Option<InitFailure> {
     let mut f = File::from(sync_r);
     let mut bytes = Vec::new();
     let _ = f.read_to_end(&mut bytes);

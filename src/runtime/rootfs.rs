@@ -13,12 +13,15 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 use thiserror::Error;
 
-use super::spec::{ContainerSpec, MountKind, MountSpec, NetworkNs, RootfsSpec};
+use super::spec::{CgroupFs, ContainerSpec, MountKind, MountSpec, NetworkNs, RootfsSpec};
 use super::sys::{FileKind, Sys, SysError};
 
 /// The longest mount data string the kernel takes is one page; keep a
 /// margin for the rest of the options.
 const MAX_MOUNT_DATA: usize = 4000;
+
+/// Where the container sees its cgroups.
+const CGROUPFS: &str = "/sys/fs/cgroup";
 
 /// Directory of the bundle holding short symlinks to the layers, for
 /// images whose lowerdir list would not fit in a page (dockerd's `l/`).
@@ -257,6 +260,79 @@ fn mount_standard(sys: &dyn Sys, spec: &ContainerSpec, root: &Path) -> Result<()
             &sys_dir,
             Some("sysfs"),
             nsd | MsFlags::MS_NOEXEC | ro,
+            None,
+        )?;
+    }
+    mount_cgroupfs(sys, spec, root)
+}
+
+/// `/sys/fs/cgroup` as runc mounts it: on v1 a tmpfs with the container's
+/// directory of each hierarchy bound in, plus links such as `cpu` ->
+/// `cpu,cpuacct`; on v2 the cgroup2 filesystem. Read-only unless
+/// privileged.
+fn mount_cgroupfs(sys: &dyn Sys, spec: &ContainerSpec, root: &Path) -> Result<(), RootfsError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let ro = if spec.privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    let hierarchies = match &spec.cgroupfs {
+        CgroupFs::None => return Ok(()),
+        CgroupFs::V2 { .. } => {
+            let dir = sys.resolve_in_root(root, Path::new(CGROUPFS))?;
+            sys.mkdir_all(&dir, 0o755)?;
+            sys.mount(
+                Some(Path::new("cgroup")),
+                &dir,
+                Some("cgroup2"),
+                flags | MsFlags::MS_RELATIME | ro,
+                None,
+            )?;
+            return Ok(());
+        }
+        CgroupFs::V1(h) => h,
+    };
+    let dir = sys.resolve_in_root(root, Path::new(CGROUPFS))?;
+    sys.mkdir_all(&dir, 0o755)?;
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        &dir,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )?;
+    for h in hierarchies {
+        let target = dir.join(&h.name);
+        sys.mkdir_all(&target, 0o755)?;
+        sys.mount(
+            Some(&h.source),
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        sys.mount(
+            None,
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro,
+            None,
+        )?;
+    }
+    for h in hierarchies {
+        for part in h.name.split(',').filter(|p| *p != h.name) {
+            if !hierarchies.iter().any(|o| o.name == part) {
+                sys.symlink(Path::new(&h.name), &dir.join(part))?;
+            }
+        }
+    }
+    if !ro.is_empty() {
+        sys.mount(
+            None,
+            &dir,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | ro,
             None,
         )?;
     }
@@ -654,6 +730,104 @@ mod tests {
         index_of(&calls, "write /proc/sys/net/ipv4/ip_forward 1");
         assert!(shm > index_of(&calls, "pivot_root"));
         assert!(shm < index_of(&calls, "mount /proc/sys /proc/sys - MS_BIND|MS_REC"));
+    }
+
+    #[test]
+    fn cgroupfs_v1_binds_each_hierarchy_read_only() {
+        let sys = FakeSys::new();
+        let mut s = spec();
+        let h = |name: &str, source: &str| crate::runtime::spec::CgroupHierarchy {
+            name: name.into(),
+            source: source.into(),
+        };
+        s.cgroupfs = CgroupFs::V1(vec![
+            h("cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/mydocker/c1"),
+            h("memory", "/sys/fs/cgroup/memory/mydocker/c1"),
+            h("net_cls,net_prio", "/sys/fs/cgroup/net_cls,net_prio"),
+            h("net_prio", "/sys/fs/cgroup/net_prio"),
+        ]);
+        prepare_rootfs(&sys, &s, None).expect("plan");
+        let m = sys.mounts();
+        let cg = "/b/merged/sys/fs/cgroup";
+        let want = [
+            format!("mount tmpfs {cg} tmpfs MS_NOSUID|MS_NODEV|MS_NOEXEC mode=755"),
+            format!("mount /sys/fs/cgroup/cpu,cpuacct/mydocker/c1 {cg}/cpu,cpuacct - MS_BIND|MS_REC -"),
+            format!("mount - {cg}/cpu,cpuacct - MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND -"),
+            format!("mount /sys/fs/cgroup/memory/mydocker/c1 {cg}/memory - MS_BIND|MS_REC -"),
+            format!("mount - {cg}/memory - MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND -"),
+            format!("mount /sys/fs/cgroup/net_cls,net_prio {cg}/net_cls,net_prio - MS_BIND|MS_REC -"),
+            format!("mount - {cg}/net_cls,net_prio - MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND -"),
+            format!("mount /sys/fs/cgroup/net_prio {cg}/net_prio - MS_BIND|MS_REC -"),
+            format!("mount - {cg}/net_prio - MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND -"),
+            format!("mount - {cg} - MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND -"),
+        ];
+        let start = index_of(&m, &want[0]);
+        assert_eq!(m[start..start + want.len()], want);
+        // After /sys, before the user mounts and the pivot.
+        assert!(start > index_of(&m, "mount sysfs /b/merged/sys"));
+        assert!(start + want.len() <= index_of(&m, "pivot_root"));
+        let calls = sys.calls();
+        let links: Vec<&String> = calls
+            .iter()
+            .filter(|c| c.starts_with("symlink /b/merged/sys"))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                &format!("symlink {cg}/cpu -> cpu,cpuacct"),
+                &format!("symlink {cg}/cpuacct -> cpu,cpuacct"),
+                &format!("symlink {cg}/net_cls -> net_cls,net_prio"),
+            ]
+        );
+        // The links go in before the tmpfs turns read-only.
+        assert!(index_of(&calls, &format!("symlink {cg}/cpu ")) < index_of(&calls, &want[9]));
+
+        // Privileged: the same, read-write.
+        let sys = FakeSys::new();
+        s.privileged = true;
+        s.cgroupfs = CgroupFs::V1(vec![h("memory", "/sys/fs/cgroup/memory/mydocker/c1")]);
+        prepare_rootfs(&sys, &s, None).expect("plan");
+        let m = sys.mounts();
+        let start = index_of(&m, &format!("mount tmpfs {cg} "));
+        assert_eq!(
+            m[start + 1..start + 3],
+            [
+                format!("mount /sys/fs/cgroup/memory/mydocker/c1 {cg}/memory - MS_BIND|MS_REC -"),
+                format!("mount - {cg}/memory - MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_REMOUNT|MS_BIND -"),
+            ]
+        );
+        assert!(
+            !m.iter()
+                .any(|c| c.contains("MS_RDONLY") && c.contains("cgroup")),
+            "{m:#?}"
+        );
+    }
+
+    #[test]
+    fn cgroupfs_v2_mounts_cgroup2() {
+        for (privileged, flags) in [
+            (false, "MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_RELATIME"),
+            (true, "MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_RELATIME"),
+        ] {
+            let sys = FakeSys::new();
+            let mut s = spec();
+            s.privileged = privileged;
+            s.cgroupfs = CgroupFs::V2 {
+                host_namespace: false,
+            };
+            prepare_rootfs(&sys, &s, None).expect("plan");
+            let m = sys.mounts();
+            let cg = index_of(&m, "mount cgroup /b/merged/sys/fs/cgroup cgroup2 ");
+            assert_eq!(
+                m[cg],
+                format!("mount cgroup /b/merged/sys/fs/cgroup cgroup2 {flags} -")
+            );
+            assert_eq!(m.iter().filter(|c| c.contains("/sys/fs/cgroup")).count(), 1);
+        }
+        // No cgroup: nothing there.
+        let sys = FakeSys::new();
+        prepare_rootfs(&sys, &spec(), None).expect("plan");
+        assert!(!sys.mounts().iter().any(|c| c.contains("/sys/fs/cgroup")));
     }
 
     #[test]

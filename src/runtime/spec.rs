@@ -110,6 +110,8 @@ pub struct ContainerSpec {
     /// The cgroup (made and configured by the daemon) that the monitor
     /// moves the container's init into before it runs anything.
     pub cgroup: Option<CgroupSpec>,
+    /// What the container sees at `/sys/fs/cgroup`.
+    pub cgroupfs: CgroupFs,
     /// `None`: log driver `none`.
     pub log: Option<LogSpec>,
     /// Signal name or number for `docker stop` (the daemon's business; kept
@@ -143,6 +145,7 @@ impl Default for ContainerSpec {
             privileged: false,
             network: NetworkNs::default(),
             cgroup: None,
+            cgroupfs: CgroupFs::default(),
             log: None,
             stop_signal: "SIGTERM".to_string(),
             sysctls: BTreeMap::new(),
@@ -292,6 +295,33 @@ pub struct CgroupSpec {
     pub path: String,
 }
 
+/// The container's `/sys/fs/cgroup`, as runc mounts it for dockerd:
+/// read-only unless the container is privileged.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupFs {
+    /// Nothing is mounted there (sysfs shows an empty directory).
+    #[default]
+    None,
+    /// cgroup v1, where containers share the host's cgroup namespace: a
+    /// tmpfs holding, for each hierarchy, the container's own directory.
+    V1(Vec<CgroupHierarchy>),
+    /// cgroup v2: the cgroup2 filesystem itself, seen from the container's
+    /// own cgroup namespace (the init makes it once it joined its cgroup),
+    /// or from the host's one with `--cgroupns host`.
+    V2 { host_namespace: bool },
+}
+
+/// One v1 hierarchy of a container's `/sys/fs/cgroup`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CgroupHierarchy {
+    /// The name of its mount point on the host, such as `memory`,
+    /// `cpu,cpuacct` or `systemd`.
+    pub name: String,
+    /// The host directory of the cgroup the container is in.
+    pub source: PathBuf,
+}
+
 /// The json-file log of the container.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -359,6 +389,16 @@ impl ContainerSpec {
         for k in self.sysctls.keys() {
             if k.contains(['/', '\0']) || k.split('.').any(str::is_empty) {
                 return Err(SpecError::Invalid(format!("invalid sysctl name {k:?}")));
+            }
+        }
+        if let CgroupFs::V1(hierarchies) = &self.cgroupfs {
+            for h in hierarchies {
+                if h.name.is_empty() || h.name.contains(['/', '\0']) || h.name.starts_with('.') {
+                    return Err(SpecError::Invalid(format!(
+                        "invalid cgroup hierarchy name {:?}",
+                        h.name
+                    )));
+                }
             }
         }
         for m in &self.mounts {
@@ -433,6 +473,12 @@ mod tests {
         let back: ContainerSpec = serde_json::from_str(&json).expect("decodes");
         assert_eq!(back, spec);
         spec.mounts[0].destination = "rel".into();
+        assert!(spec.validate().is_err());
+        spec.mounts.clear();
+        spec.cgroupfs = CgroupFs::V1(vec![CgroupHierarchy {
+            name: "../etc".into(),
+            source: "/sys/fs/cgroup/memory".into(),
+        }]);
         assert!(spec.validate().is_err());
     }
 

@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::query_all;
 use crate::error::EngineResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,25 +64,24 @@ pub fn by_name(conn: &Connection, name: &str) -> EngineResult<Option<ContainerRo
 
 /// IDs starting with `prefix` (hex only, checked by the caller).
 pub fn ids_with_prefix(conn: &Connection, prefix: &str) -> EngineResult<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT id FROM containers WHERE substr(id, 1, ?2) = ?1")?;
-    let rows = stmt.query_map(params![prefix, prefix.len() as i64], |r| r.get(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_all(
+        conn,
+        "SELECT id FROM containers WHERE substr(id, 1, ?2) = ?1",
+        params![prefix, prefix.len() as i64],
+        |r| r.get(0),
+    )
 }
 
 /// Every container, newest first.
 pub fn list(conn: &Connection) -> EngineResult<Vec<ContainerRow>> {
     let sql = format!("SELECT {COLUMNS} FROM containers ORDER BY created_at DESC, id");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_all(conn, &sql, [], from_row)
 }
 
 /// Containers made from `image_id`.
 pub fn using_image(conn: &Connection, image_id: &str) -> EngineResult<Vec<ContainerRow>> {
     let sql = format!("SELECT {COLUMNS} FROM containers WHERE image_id = ?1 ORDER BY created_at");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([image_id], from_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_all(conn, &sql, [image_id], from_row)
 }
 
 pub fn set_state(conn: &Connection, id: &str, state: &str) -> EngineResult<()> {

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::query_all;
 use crate::error::EngineResult;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,9 +66,7 @@ fn layer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerRow> {
 /// Layer rows selected by a `WHERE` clause over the `layers` table `l`.
 fn layers_where(conn: &Connection, condition: &str) -> EngineResult<Vec<LayerRow>> {
     let sql = format!("SELECT {LAYER_COLUMNS} FROM layers l WHERE {condition}");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], layer_from_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_all(conn, &sql, [], layer_from_row)
 }
 
 pub fn get_layer(conn: &Connection, chain_id: &str) -> EngineResult<Option<LayerRow>> {
@@ -191,9 +190,12 @@ pub fn repo_digest_target(conn: &Connection, reference: &str) -> EngineResult<Op
 
 /// Image IDs starting with `prefix` (which includes "sha256:").
 pub fn ids_with_prefix(conn: &Connection, prefix: &str) -> EngineResult<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT id FROM images WHERE substr(id, 1, ?2) = ?1 LIMIT 2")?;
-    let rows = stmt.query_map(params![prefix, prefix.len() as i64], |r| r.get(0))?;
-    Ok(rows.collect::<Result<Vec<String>, _>>()?)
+    query_all(
+        conn,
+        "SELECT id FROM images WHERE substr(id, 1, ?2) = ?1 LIMIT 2",
+        params![prefix, prefix.len() as i64],
+        |r| r.get(0),
+    )
 }
 
 pub fn get_image(conn: &Connection, id: &str) -> EngineResult<Option<ImageRow>> {
@@ -235,11 +237,12 @@ pub fn get_image(conn: &Connection, id: &str) -> EngineResult<Option<ImageRow>> 
 }
 
 pub fn list_images(conn: &Connection) -> EngineResult<Vec<ImageRow>> {
-    let ids = {
-        let mut stmt = conn.prepare("SELECT id FROM images ORDER BY created_at DESC")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
+    let ids: Vec<String> = query_all(
+        conn,
+        "SELECT id FROM images ORDER BY created_at DESC",
+        [],
+        |r| r.get(0),
+    )?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(row) = get_image(conn, &id)? {
@@ -285,9 +288,7 @@ pub fn all_layers(conn: &Connection) -> EngineResult<Vec<LayerRow>> {
 }
 
 fn strings(conn: &Connection, sql: &str, arg: &str) -> EngineResult<Vec<String>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([arg], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_all(conn, sql, [arg], |r| r.get(0))
 }
 
 #[cfg(test)]

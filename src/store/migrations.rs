@@ -81,7 +81,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX container_mounts_volume ON container_mounts(volume);
     "#,
-    // 4: networks. `config` is the network engine's JSON (IPAM, options,
+    // 4: execs. `config` and `state` are JSON documents of the container
+    // engine; an exec goes with its container.
+    r#"
+    CREATE TABLE execs (
+        id           TEXT PRIMARY KEY,      -- 64 hex
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        config       TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL       -- unix nanoseconds
+    );
+    CREATE INDEX execs_container ON execs(container_id);
+    "#,
+    // 5: networks. `config` is the network engine's JSON (IPAM, options,
     // labels, flags). `endpoints` are a container's attachments as
     // configured (kept while it is stopped); `ip_leases` are the live
     // ones: an address handed out on a network while the container runs.
@@ -115,7 +127,7 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (container_id, network_id)
     );
     "#,
-    // 5: published ports bound by running containers (the host port is
+    // 6: published ports bound by running containers (the host port is
     // the one actually bound, so a restarted daemon binds it again).
     r#"
     CREATE TABLE port_leases (

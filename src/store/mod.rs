@@ -13,6 +13,7 @@
 //!   `volumes/<name>/_data`.
 //! - `container_mounts`: the mount points of each container (cascading
 //!   with it); a row naming a volume keeps that volume from being deleted.
+//! - `execs`: one row per exec instance, deleted with its container.
 //! - `networks`, `endpoints` (a container's configured attachments) and
 //!   `ip_leases` (addresses in use by running containers, with the veth
 //!   and interface names needed to undo them).
@@ -26,6 +27,7 @@
 //! the closure on tokio's blocking pool.
 
 pub mod containers;
+pub mod execs;
 pub mod images;
 mod migrations;
 pub mod mounts;
@@ -98,4 +100,17 @@ impl Store {
             .map_err(|_| EngineError::Internal("database lock poisoned".into()))?;
         f(&mut guard)
     }
+}
+
+/// Every row `sql` selects, each read by `f`, collected (into a `Vec`, a
+/// map, ...).
+pub(crate) fn query_all<T, C: FromIterator<T>>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> EngineResult<C> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, f)?;
+    Ok(rows.collect::<Result<C, _>>()?)
 }

@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Connection};
 
+use super::query_all;
 use crate::error::EngineResult;
 
 pub fn insert(
@@ -23,18 +24,20 @@ pub fn insert(
 
 /// The `spec` of each mount of a container, by destination.
 pub fn of_container(conn: &Connection, container_id: &str) -> EngineResult<Vec<String>> {
-    let mut stmt = conn.prepare(
+    query_all(
+        conn,
         "SELECT spec FROM container_mounts WHERE container_id = ?1 ORDER BY destination",
-    )?;
-    let rows = stmt.query_map([container_id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        [container_id],
+        |r| r.get(0),
+    )
 }
 
 /// `(container_id, spec)` of every mount.
 pub fn all(conn: &Connection) -> EngineResult<Vec<(String, String)>> {
-    let mut stmt = conn.prepare(
+    query_all(
+        conn,
         "SELECT container_id, spec FROM container_mounts ORDER BY container_id, destination",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }

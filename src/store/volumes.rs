@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::query_all;
 use crate::error::EngineResult;
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -62,30 +63,30 @@ pub fn get(conn: &Connection, name: &str) -> EngineResult<Option<VolumeRow>> {
 /// Every volume, by name.
 pub fn list(conn: &Connection) -> EngineResult<Vec<VolumeRow>> {
     let sql = format!("SELECT {COLUMNS} FROM volumes ORDER BY name");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    query_all(conn, &sql, [], from_row)
 }
 
 /// IDs of the containers that mount `name`, oldest first.
 pub fn users(conn: &Connection, name: &str) -> EngineResult<Vec<String>> {
-    let mut stmt = conn.prepare(
+    query_all(
+        conn,
         "SELECT DISTINCT m.container_id FROM container_mounts m
          JOIN containers c ON c.id = m.container_id
          WHERE m.volume = ?1 ORDER BY c.created_at, c.id",
-    )?;
-    let rows = stmt.query_map([name], |r| r.get(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        [name],
+        |r| r.get(0),
+    )
 }
 
 /// How many containers mount each volume that is in use.
 pub fn use_counts(conn: &Connection) -> EngineResult<BTreeMap<String, i64>> {
-    let mut stmt = conn.prepare(
+    query_all(
+        conn,
         "SELECT volume, COUNT(DISTINCT container_id) FROM container_mounts
          WHERE volume IS NOT NULL GROUP BY volume",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<BTreeMap<_, _>, _>>()?)
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// Deletes a volume row that no container mounts; false when it was

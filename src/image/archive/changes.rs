@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::invalid;
+use crate::duration::parse_go_duration;
 use crate::error::{EngineError, EngineResult};
 use crate::image::config::RunConfig;
 
@@ -224,9 +225,7 @@ impl Changes {
                     if sig.is_empty() {
                         return Err(exactly_one(&upper));
                     }
-                    if !is_valid_signal(&sig) {
-                        return Err(invalid(format!("Invalid signal: {sig}")));
-                    }
+                    crate::signal::parse(&sig)?;
                     config.stop_signal = Some(sig);
                 }
                 "healthcheck" => {
@@ -507,77 +506,6 @@ pub(super) fn clean_abs_path(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-const SIGNALS: &[&str] = &[
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
-    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
-    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
-];
-
-/// dockerd's `signal.ParseSignal`: a non-zero number or a known name, with
-/// or without `SIG`.
-fn is_valid_signal(s: &str) -> bool {
-    if let Ok(n) = s.parse::<u32>() {
-        return n != 0;
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if SIGNALS.contains(&name) {
-        return true;
-    }
-    let offset = |rest: &str| rest.parse::<u8>().is_ok_and(|n| (1..=15).contains(&n));
-    name.strip_prefix("RTMIN+").is_some_and(offset)
-        || name.strip_prefix("RTMAX-").is_some_and(offset)
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds.
-pub(super) fn parse_go_duration(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: i128 = 0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, after) = rest.split_at(num_end);
-        if num.is_empty() || num == "." {
-            return None;
-        }
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_end);
-        let scale: i128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut value = int.checked_mul(scale)?;
-        if !frac.is_empty() {
-            let digits = frac.len().min(18) as u32;
-            let f: i128 = frac[..digits as usize].parse().ok()?;
-            value += f * scale / 10i128.pow(digits);
-        }
-        total = total.checked_add(value)?;
-        rest = after;
-    }
-    let total = if neg { -total } else { total };
-    i64::try_from(total).ok()
-}
-
 /// `HEALTHCHECK NONE` or `HEALTHCHECK [--flags] CMD ...` as the config's
 /// `Healthcheck` object.
 fn healthcheck(flags: &[String], args: &str) -> EngineResult<serde_json::Value> {
@@ -631,8 +559,7 @@ fn healthcheck(flags: &[String], args: &str) -> EngineResult<serde_json::Value> 
             }
             other => return Err(invalid(format!("unknown flag: {other}"))),
         };
-        let d = parse_go_duration(value)
-            .ok_or_else(|| invalid(format!("time: invalid duration {value:?}")))?;
+        let d = parse_go_duration(value).map_err(|e| invalid(e.to_string()))?;
         if d != 0 && d < 1_000_000 {
             return Err(invalid(format!(
                 "{field} {value:?} cannot be less than 1ms"
@@ -703,6 +630,8 @@ mod tests {
         assert_eq!(rc.user.as_deref(), Some("1000:1000"));
         assert_eq!(rc.stop_signal.as_deref(), Some("SIGQUIT"));
         assert_eq!(rc.on_build, Some(strings(&["RUN make"])));
+        let rc = apply(&["STOPSIGNAL rtmin+3"]).unwrap();
+        assert_eq!(rc.stop_signal.as_deref(), Some("rtmin+3"));
 
         let rc = apply(&["HEALTHCHECK --interval=30s --retries=3 CMD curl -f http://x/"]).unwrap();
         assert_eq!(
@@ -733,6 +662,7 @@ mod tests {
         assert_eq!(msg(&["EXPOSE 80/foo"]), "invalid proto: foo");
         assert_eq!(msg(&["EXPOSE abc"]), "invalid containerPort: abc");
         assert_eq!(msg(&["STOPSIGNAL SIGNOPE"]), "Invalid signal: SIGNOPE");
+        assert_eq!(msg(&["STOPSIGNAL 0"]), "Invalid signal: 0");
         assert_eq!(
             msg(&["ONBUILD FROM x"]),
             "FROM isn't allowed as an ONBUILD trigger"
@@ -741,6 +671,10 @@ mod tests {
         assert_eq!(
             msg(&["HEALTHCHECK --interval=1us CMD x"]),
             "Interval \"1us\" cannot be less than 1ms"
+        );
+        assert_eq!(
+            msg(&["HEALTHCHECK --timeout=5 CMD x"]),
+            "time: missing unit in duration \"5\""
         );
         assert!(parse_changes(&[]).unwrap().is_empty());
     }

@@ -745,83 +745,35 @@ mod tests {
     use crate::error::EngineError;
     use crate::image::config::{chain_ids, digest_hex, sha256_digest};
     use crate::image::manifest::host_platform;
-
-    /// An outer archive from (path, data) pairs, paths written raw.
-    fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in entries {
-            let mut h = tar::Header::new_ustar();
-            let raw = name.as_bytes();
-            h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(1);
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
-    fn symlink_entry(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1);
-        h.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
-        h.set_cksum();
-        b.append(&h, std::io::empty()).unwrap();
-    }
-
-    fn file_entry(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1);
-        h.set_cksum();
-        b.append(&h, data).unwrap();
-    }
+    use crate::test_tar::{tar_of, Tar};
 
     #[tokio::test]
     async fn escaping_paths_are_refused() {
         let (svc, _dir) = service();
-        let evil = archive(&[("manifest.json", b"[]"), ("../evil", b"pwned")]);
+        let evil = tar_of(&[("manifest.json", b"[]"), ("../evil", b"pwned")]);
         let err = svc.load(reader(evil)).await.err().unwrap();
         assert!(matches!(err, EngineError::InvalidParameter(_)), "{err:?}");
         assert!(!svc.layout.tmp_dir().join("evil").exists());
         assert!(!svc.layout.root().join("evil").exists());
         assert!(tmp_is_empty(&svc));
 
-        let abs = archive(&[("/etc/evil", b"x")]);
+        let abs = tar_of(&[("/etc/evil", b"x")]);
         assert!(matches!(
             svc.load(reader(abs)).await,
             Err(EngineError::InvalidParameter(_))
         ));
 
         // A symlink leaving the archive is no alias: the layer is missing.
-        let mut b = tar::Builder::new(Vec::new());
         let config = br#"{"os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
-        file_entry(&mut b, "c.json", config);
-        symlink_entry(&mut b, "l/layer.tar", "../../../etc/passwd");
-        file_entry(
-            &mut b,
-            "manifest.json",
-            br#"[{"Config":"c.json","RepoTags":null,"Layers":["l/layer.tar"]}]"#,
-        );
-        let err = svc
-            .load(reader(b.into_inner().unwrap()))
-            .await
-            .err()
-            .unwrap();
+        let b = Tar::new()
+            .file(b"c.json", config)
+            .symlink(b"l/layer.tar", b"../../../etc/passwd")
+            .file(
+                b"manifest.json",
+                br#"[{"Config":"c.json","RepoTags":null,"Layers":["l/layer.tar"]}]"#,
+            )
+            .bytes();
+        let err = svc.load(reader(b)).await.err().unwrap();
         assert!(
             matches!(&err, EngineError::InvalidParameter(m) if m.contains("missing")),
             "{err:?}"
@@ -839,21 +791,21 @@ mod tests {
             r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}","{diff}"]}},"history":[{{}},{{}}]}}"#
         );
         let id = sha256_digest(config.as_bytes());
-        let mut b = tar::Builder::new(Vec::new());
-        file_entry(
-            &mut b,
-            &format!("{}.json", digest_hex(&id)),
-            config.as_bytes(),
-        );
-        file_entry(&mut b, "aaa/layer.tar", &layer);
-        symlink_entry(&mut b, "bbb/layer.tar", "../aaa/layer.tar");
         let manifest = format!(
             r#"[{{"Config":"{}.json","RepoTags":["legacy:v1","legacy:v2"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}}]"#,
             digest_hex(&id)
         );
-        file_entry(&mut b, "manifest.json", manifest.as_bytes());
-        file_entry(&mut b, "repositories", br#"{"legacy":{"v1":"aaa"}}"#);
-        let lines = svc.load(reader(b.into_inner().unwrap())).await.unwrap();
+        let b = Tar::new()
+            .file(
+                format!("{}.json", digest_hex(&id)).as_bytes(),
+                config.as_bytes(),
+            )
+            .file(b"aaa/layer.tar", &layer)
+            .symlink(b"bbb/layer.tar", b"../aaa/layer.tar")
+            .file(b"manifest.json", manifest.as_bytes())
+            .file(b"repositories", br#"{"legacy":{"v1":"aaa"}}"#)
+            .bytes();
+        let lines = svc.load(reader(b)).await.unwrap();
         assert_eq!(
             lines,
             strings(&["Loaded image: legacy:v1", "Loaded image: legacy:v2"])
@@ -871,19 +823,15 @@ mod tests {
         let wrong = sha256_digest(b"not the layer");
         let config =
             format!(r#"{{"os":"linux","rootfs":{{"type":"layers","diff_ids":["{wrong}"]}}}}"#);
-        let mut b = tar::Builder::new(Vec::new());
-        file_entry(&mut b, "config.json", config.as_bytes());
-        file_entry(&mut b, "l.tar", &layer);
-        file_entry(
-            &mut b,
-            "manifest.json",
-            br#"[{"Config":"config.json","RepoTags":["bad:1"],"Layers":["l.tar"]}]"#,
-        );
-        let err = svc
-            .load(reader(b.into_inner().unwrap()))
-            .await
-            .err()
-            .unwrap();
+        let b = Tar::new()
+            .file(b"config.json", config.as_bytes())
+            .file(b"l.tar", &layer)
+            .file(
+                b"manifest.json",
+                br#"[{"Config":"config.json","RepoTags":["bad:1"],"Layers":["l.tar"]}]"#,
+            )
+            .bytes();
+        let err = svc.load(reader(b)).await.err().unwrap();
         assert!(
             matches!(&err, EngineError::InvalidParameter(m) if m.contains("invalid diffID")),
             "{err:?}"
@@ -920,25 +868,22 @@ mod tests {
         })
         .to_string();
         let build = |index: &str| {
-            let mut b = tar::Builder::new(Vec::new());
-            file_entry(&mut b, OCI_LAYOUT, OCI_LAYOUT_CONTENT.as_bytes());
-            file_entry(&mut b, "index.json", index.as_bytes());
-            file_entry(
-                &mut b,
-                &format!("blobs/sha256/{}", digest_hex(&config_digest)),
-                config.as_bytes(),
-            );
-            file_entry(
-                &mut b,
-                &format!("blobs/sha256/{}", digest_hex(&manifest_digest)),
-                manifest.as_bytes(),
-            );
-            file_entry(
-                &mut b,
-                &format!("blobs/sha256/{}", digest_hex(&sha256_digest(&blob))),
-                &blob,
-            );
-            b.into_inner().unwrap()
+            Tar::new()
+                .file(OCI_LAYOUT.as_bytes(), OCI_LAYOUT_CONTENT.as_bytes())
+                .file(b"index.json", index.as_bytes())
+                .file(
+                    format!("blobs/sha256/{}", digest_hex(&config_digest)).as_bytes(),
+                    config.as_bytes(),
+                )
+                .file(
+                    format!("blobs/sha256/{}", digest_hex(&manifest_digest)).as_bytes(),
+                    manifest.as_bytes(),
+                )
+                .file(
+                    format!("blobs/sha256/{}", digest_hex(&sha256_digest(&blob))).as_bytes(),
+                    &blob,
+                )
+                .bytes()
         };
         let lines = svc.load(reader(build(&named))).await.unwrap();
         assert_eq!(lines, strings(&["Loaded image: ocitest:v1"]));

@@ -122,21 +122,7 @@ mod test_support {
     }
 
     /// A filesystem tar holding `files`.
-    pub(super) fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_path(name).unwrap();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(1);
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
+    pub(super) use crate::test_tar::tar_of as layer_tar;
 
     pub(super) fn gzip(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -183,7 +169,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::io::{Cursor, Read};
 
-    use super::changes::{clean_abs_path, parse_go_duration};
+    use super::changes::clean_abs_path;
     use super::import::go_time;
     use super::load::{digest_in_name, normalize_rel, resolve_link};
     use super::test_support::{
@@ -382,10 +368,6 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(parse_go_duration("1h30m"), Some(5_400_000_000_000));
-        assert_eq!(parse_go_duration("1.5s"), Some(1_500_000_000));
-        assert_eq!(parse_go_duration("0"), Some(0));
-        assert_eq!(parse_go_duration("5"), None);
         assert_eq!(normalize_rel("./a//b/"), Some("a/b".into()));
         assert_eq!(normalize_rel("a/../.."), None);
         assert_eq!(

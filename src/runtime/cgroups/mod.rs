@@ -24,6 +24,7 @@
 //! log or warn about. [`Resources::validate`] should have warned about most
 //! of them already, in dockerd's words.
 
+mod cgroupfs;
 pub mod resources;
 pub mod stats;
 mod v1;
@@ -34,10 +35,12 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cgroups_rs::fs::cpuset::CpuSetController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::MaxValue;
 
 pub use crate::system::CgroupVersion;
+pub use cgroupfs::container_cgroupfs;
 pub use resources::{
     DeviceMapping, DeviceRule, HostCaps, ResourceError, Resources, ThrottleDevice, WeightDevice,
 };
@@ -101,10 +104,19 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     /// removed again.
     fn create(&self, res: &Resources) -> Result<Vec<String>, CgroupError>;
 
+    /// Writes `res` to the cgroup's files; `creating` adds what is set
+    /// only once (the device rules). Returns what could not be enforced.
+    fn apply(&self, res: &Resources, creating: bool) -> Result<Vec<String>, CgroupError>;
+
     /// Applies changed settings to the live cgroup (the device rules are
     /// left as they are). `res` is the full merged set, see
     /// [`Resources::merged_with`]. Returns what could not be enforced.
-    fn update(&self, res: &Resources) -> Result<Vec<String>, CgroupError>;
+    fn update(&self, res: &Resources) -> Result<Vec<String>, CgroupError> {
+        if !self.exists() {
+            return Err(CgroupError::NotFound(self.path().display().to_string()));
+        }
+        self.apply(res, false)
+    }
 
     /// Moves a process (all its threads) into the cgroup.
     fn add_task(&self, pid: i32) -> Result<(), CgroupError>;
@@ -408,6 +420,44 @@ fn throttle_devices<'a>(
 
 fn device_numbers(path: &str) -> Result<(u64, u64), CgroupError> {
     resources::block_device_numbers(path).map_err(CgroupError::Invalid)
+}
+
+/// Docker refuses negative CPU shares on both versions, in these words.
+fn check_cpu_shares(res: &Resources) -> Result<(), CgroupError> {
+    if res.cpu_shares < 0 {
+        return Err(CgroupError::Invalid(format!(
+            "invalid CPU shares ({}): value must be a positive integer",
+            res.cpu_shares
+        )));
+    }
+    Ok(())
+}
+
+/// `cpuset.cpus` and `cpuset.mems`, those that are set.
+fn set_cpuset(cs: &CpuSetController, dir: &Path, res: &Resources) -> Result<(), CgroupError> {
+    if !res.cpuset_cpus.is_empty() {
+        need(dir, "cpuset.cpus")?;
+        cs.set_cpus(&res.cpuset_cpus)
+            .map_err(crate_err(dir, "cpuset.cpus", &res.cpuset_cpus))?;
+    }
+    if !res.cpuset_mems.is_empty() {
+        need(dir, "cpuset.mems")?;
+        cs.set_mems(&res.cpuset_mems)
+            .map_err(crate_err(dir, "cpuset.mems", &res.cpuset_mems))?;
+    }
+    Ok(())
+}
+
+/// `remove` leaves a cgroup with processes in it alone.
+fn refuse_busy(m: &dyn CgroupManager) -> Result<(), CgroupError> {
+    let pids = m.pids()?;
+    if pids.is_empty() {
+        return Ok(());
+    }
+    Err(CgroupError::Busy {
+        path: m.path().display().to_string(),
+        pids,
+    })
 }
 
 /// `pids.max`: a positive limit, or `max` for Docker's 0 / -1.

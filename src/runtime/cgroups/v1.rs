@@ -61,26 +61,8 @@ impl V1Manager {
             .collect()
     }
 
-    fn apply(&self, res: &Resources, creating: bool) -> Result<Vec<String>, CgroupError> {
-        let mut notes = Notes::default();
-        self.apply_cpu(res, &mut notes)?;
-        self.apply_cpuset(res, &mut notes)?;
-        self.apply_memory(res, &mut notes)?;
-        self.apply_pids(res, &mut notes)?;
-        self.apply_blkio(res, &mut notes)?;
-        if creating {
-            self.apply_devices(res, &mut notes)?;
-        }
-        Ok(notes.0)
-    }
-
     fn apply_cpu(&self, res: &Resources, notes: &mut Notes) -> Result<(), CgroupError> {
-        if res.cpu_shares < 0 {
-            return Err(CgroupError::Invalid(format!(
-                "invalid CPU shares ({}): value must be a positive integer",
-                res.cpu_shares
-            )));
-        }
+        check_cpu_shares(res)?;
         let (quota, period) = res.cfs_quota_period();
         let rt = res.cpu_realtime_period != 0 || res.cpu_realtime_runtime != 0;
         let Some((dir, mount)) = self.dir("cpu") else {
@@ -145,24 +127,7 @@ impl V1Manager {
             notes.add("CpusetCpus/CpusetMems: no cpuset controller is mounted");
             return Ok(());
         };
-        let cs = CpuSetController::new(dir.clone(), mount, false);
-        if !res.cpuset_cpus.is_empty() {
-            need(&dir, "cpuset.cpus")?;
-            cs.set_cpus(&res.cpuset_cpus).map_err(crate_err(
-                &dir,
-                "cpuset.cpus",
-                &res.cpuset_cpus,
-            ))?;
-        }
-        if !res.cpuset_mems.is_empty() {
-            need(&dir, "cpuset.mems")?;
-            cs.set_mems(&res.cpuset_mems).map_err(crate_err(
-                &dir,
-                "cpuset.mems",
-                &res.cpuset_mems,
-            ))?;
-        }
-        Ok(())
+        set_cpuset(&CpuSetController::new(dir.clone(), mount, false), &dir, res)
     }
 
     fn apply_memory(&self, res: &Resources, notes: &mut Notes) -> Result<(), CgroupError> {
@@ -479,11 +444,17 @@ impl CgroupManager for V1Manager {
         self.apply(res, true).inspect_err(|_| remove_created(&made))
     }
 
-    fn update(&self, res: &Resources) -> Result<Vec<String>, CgroupError> {
-        if !self.exists() {
-            return Err(CgroupError::NotFound(self.rel.display().to_string()));
+    fn apply(&self, res: &Resources, creating: bool) -> Result<Vec<String>, CgroupError> {
+        let mut notes = Notes::default();
+        self.apply_cpu(res, &mut notes)?;
+        self.apply_cpuset(res, &mut notes)?;
+        self.apply_memory(res, &mut notes)?;
+        self.apply_pids(res, &mut notes)?;
+        self.apply_blkio(res, &mut notes)?;
+        if creating {
+            self.apply_devices(res, &mut notes)?;
         }
-        self.apply(res, false)
+        Ok(notes.0)
     }
 
     fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
@@ -589,13 +560,7 @@ impl CgroupManager for V1Manager {
         if dirs.is_empty() {
             return Ok(());
         }
-        let pids = self.pids()?;
-        if !pids.is_empty() {
-            return Err(CgroupError::Busy {
-                path: self.rel.display().to_string(),
-                pids,
-            });
-        }
+        refuse_busy(self)?;
         let mut first_err = None;
         for (dir, mount) in dirs {
             // cgroups-rs retries rmdir with back-off, as runc does: the

@@ -59,56 +59,8 @@ impl V2Manager {
         }
     }
 
-    fn apply(&self, res: &Resources, creating: bool) -> Result<Vec<String>, CgroupError> {
-        let dir = self.dir();
-        let mut notes = Notes::default();
-        self.apply_cpu(&dir, res, &mut notes)?;
-        if !res.cpuset_cpus.is_empty() || !res.cpuset_mems.is_empty() {
-            let cs = CpuSetController::new(dir.clone(), self.root.clone(), true);
-            if !res.cpuset_cpus.is_empty() {
-                need(&dir, "cpuset.cpus")?;
-                cs.set_cpus(&res.cpuset_cpus).map_err(crate_err(
-                    &dir,
-                    "cpuset.cpus",
-                    &res.cpuset_cpus,
-                ))?;
-            }
-            if !res.cpuset_mems.is_empty() {
-                need(&dir, "cpuset.mems")?;
-                cs.set_mems(&res.cpuset_mems).map_err(crate_err(
-                    &dir,
-                    "cpuset.mems",
-                    &res.cpuset_mems,
-                ))?;
-            }
-        }
-        self.apply_memory(&dir, res, &mut notes)?;
-        if let Some(limit) = res.pids_limit {
-            set_pids_max(
-                &PidController::new(dir.clone(), self.root.clone(), true),
-                &dir,
-                limit,
-            )?;
-        }
-        self.apply_io(&dir, res)?;
-        if creating {
-            // Checked although not enforced, so bad rules fail alike on both
-            // versions.
-            device_rules(res)?;
-            if !res.allow_all_devices {
-                notes.add("device access rules (the default allow-list, Devices, DeviceCgroupRules) are not enforced on cgroup v2: eBPF device filtering is not implemented");
-            }
-        }
-        Ok(notes.0)
-    }
-
     fn apply_cpu(&self, dir: &Path, res: &Resources, notes: &mut Notes) -> Result<(), CgroupError> {
-        if res.cpu_shares < 0 {
-            return Err(CgroupError::Invalid(format!(
-                "invalid CPU shares ({}): value must be a positive integer",
-                res.cpu_shares
-            )));
-        }
+        check_cpu_shares(res)?;
         let cpu = CpuController::new(dir.to_path_buf(), self.root.clone(), true);
         if res.cpu_shares > 0 {
             let w = resources::cpu_shares_to_weight(res.cpu_shares as u64);
@@ -263,11 +215,32 @@ impl CgroupManager for V2Manager {
         self.apply(res, true).inspect_err(|_| remove_created(&made))
     }
 
-    fn update(&self, res: &Resources) -> Result<Vec<String>, CgroupError> {
-        if !self.exists() {
-            return Err(CgroupError::NotFound(self.rel.display().to_string()));
+    fn apply(&self, res: &Resources, creating: bool) -> Result<Vec<String>, CgroupError> {
+        let dir = self.dir();
+        let mut notes = Notes::default();
+        self.apply_cpu(&dir, res, &mut notes)?;
+        if !res.cpuset_cpus.is_empty() || !res.cpuset_mems.is_empty() {
+            let cs = CpuSetController::new(dir.clone(), self.root.clone(), true);
+            set_cpuset(&cs, &dir, res)?;
         }
-        self.apply(res, false)
+        self.apply_memory(&dir, res, &mut notes)?;
+        if let Some(limit) = res.pids_limit {
+            set_pids_max(
+                &PidController::new(dir.clone(), self.root.clone(), true),
+                &dir,
+                limit,
+            )?;
+        }
+        self.apply_io(&dir, res)?;
+        if creating {
+            // Checked although not enforced, so bad rules fail alike on both
+            // versions.
+            device_rules(res)?;
+            if !res.allow_all_devices {
+                notes.add("device access rules (the default allow-list, Devices, DeviceCgroupRules) are not enforced on cgroup v2: eBPF device filtering is not implemented");
+            }
+        }
+        Ok(notes.0)
     }
 
     fn add_task(&self, pid: i32) -> Result<(), CgroupError> {
@@ -338,13 +311,7 @@ impl CgroupManager for V2Manager {
         if !dir.is_dir() {
             return Ok(());
         }
-        let pids = self.pids()?;
-        if !pids.is_empty() {
-            return Err(CgroupError::Busy {
-                path: self.rel.display().to_string(),
-                pids,
-            });
-        }
+        refuse_busy(self)?;
         PidController::new(dir.clone(), self.root.clone(), true)
             .delete()
             .map_err(|e| CgroupError::Io {
