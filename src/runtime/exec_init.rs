@@ -7,32 +7,18 @@
 //! [`InitFailure`], as for the container's init.
 
 use std::convert::Infallible;
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use super::exec_spec::ExecSpec;
 use super::process::{self, InitError, InitFailure, EXIT_CANNOT_EXEC};
+use super::pty::{self, ChildIo};
 use super::spec::ContainerSpec;
 use super::sys::{LinuxSys, Sys, SysError};
-
-/// Where the exec's standard streams come from.
-pub(crate) enum ExecIo {
-    /// Pipes or /dev/null, already open in the monitor.
-    Fds {
-        stdin: RawFd,
-        stdout: RawFd,
-        stderr: RawFd,
-    },
-    /// A pty allocated inside the container; its master goes back to the
-    /// monitor over this socket.
-    Pty(RawFd),
-}
 
 /// Runs the exec process; returns an exit code only when it failed (after
 /// reporting the failure on `sync`). `go` delivers one byte once the
@@ -41,7 +27,7 @@ pub(crate) enum ExecIo {
 pub(crate) fn exec_init(
     spec: &ExecSpec,
     namespaces: &[(OwnedFd, CloneFlags)],
-    io: &ExecIo,
+    io: &ChildIo,
     go: BorrowedFd<'_>,
     sync: BorrowedFd<'_>,
 ) -> i32 {
@@ -71,7 +57,7 @@ fn sys_err(call: &'static str, arg: impl std::fmt::Display) -> impl FnOnce(Errno
 fn run(
     spec: &ExecSpec,
     namespaces: &[(OwnedFd, CloneFlags)],
-    io: &ExecIo,
+    io: &ChildIo,
     go_fd: BorrowedFd<'_>,
 ) -> Result<Infallible, InitError> {
     let sys = LinuxSys;
@@ -97,28 +83,24 @@ fn run(
         nix::sched::setns(fd, *kind).map_err(sys_err("setns", format!("{kind:?}")))?;
     }
     nix::unistd::setsid().map_err(sys_err("setsid", ""))?;
-    let (stdin, stdout, stderr, tty) = match io {
-        ExecIo::Fds {
+    match io {
+        ChildIo::Fds {
             stdin,
             stdout,
             stderr,
-        } => (*stdin, *stdout, *stderr, None),
-        ExecIo::Pty(sock) => {
-            let slave = open_pty(spec, *sock)?;
-            let s = slave.as_raw_fd();
-            (s, s, s, Some(slave))
+        } => {
+            for (from, to) in [(*stdin, 0), (*stdout, 1), (*stderr, 2)] {
+                // SAFETY: plain dup2 of fds we own onto the standard ones.
+                Errno::result(unsafe { libc::dup2(from, to) }).map_err(sys_err("dup2", to))?;
+            }
         }
-    };
-    for (from, to) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
-        // SAFETY: plain dup2 of fds we own onto the standard ones.
-        Errno::result(unsafe { libc::dup2(from, to) }).map_err(sys_err("dup2", to))?;
+        ChildIo::Pty(sock) => {
+            let (master, slave) = pty::open(Path::new(pty::CONTAINER_PTMX), spec.console_size)?;
+            pty::send_master(*sock, &master)?;
+            drop(master);
+            pty::make_controlling(&slave)?;
+        }
     }
-    if tty.is_some() {
-        // SAFETY: TIOCSCTTY takes an int argument.
-        Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })
-            .map_err(sys_err("ioctl", "TIOCSCTTY"))?;
-    }
-    drop(tty);
 
     // Inside the container's mount namespace now: `/` is its root.
     let (uid, gid, home) = crate::container::start::resolve_user(&[PathBuf::from("/")], &spec.user)
@@ -188,45 +170,4 @@ fn permitted_capabilities() -> Result<Vec<String>, InitError> {
         .filter(|(bit, _)| mask & (1 << bit) != 0)
         .map(|(_, name)| name.to_string())
         .collect())
-}
-
-/// Opens a pty from the container's devpts (so `tty` names `/dev/pts/N`
-/// inside it), sizes it, hands the master to the monitor and returns the
-/// slave.
-fn open_pty(spec: &ExecSpec, sock: RawFd) -> Result<OwnedFd, InitError> {
-    let ptmx = Path::new("/dev/pts/ptmx");
-    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-    let c = process::c_path(ptmx)?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let master = Errno::result(unsafe { libc::open(c.as_ptr(), flags) })
-        .map_err(sys_err("open", ptmx.display()))?;
-    // SAFETY: open returned a new fd that we own.
-    let master = unsafe { OwnedFd::from_raw_fd(master) };
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads an int.
-    Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })
-        .map_err(sys_err("ioctl", "TIOCSPTLCK"))?;
-    // SAFETY: TIOCGPTPEER opens the slave of this master (no path
-    // look-up a container could redirect).
-    let slave = Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) })
-        .map_err(sys_err("ioctl", "TIOCGPTPEER"))?;
-    // SAFETY: as above.
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
-    if let Some([rows, cols]) = spec.console_size {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads a winsize.
-        Errno::result(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
-            .map_err(sys_err("ioctl", "TIOCSWINSZ"))?;
-    }
-    let fds = [master.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock, &[IoSlice::new(b"m")], &cmsg, MsgFlags::empty(), None)
-        .map_err(sys_err("sendmsg", "pty master"))?;
-    drop(master);
-    Ok(slave)
 }

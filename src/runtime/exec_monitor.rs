@@ -19,7 +19,7 @@
 //! the session SIGHUP, as a terminal does.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSliceMut, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
@@ -31,20 +31,19 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups;
-use super::exec_init::{exec_init, ExecIo};
+use super::exec_init::exec_init;
 use super::exec_spec::ExecSpec;
 use super::monitor::{
     bind_socket, detach_from_daemon, fail_early, io_ctx, read_failure, redirect_stdio, report,
     set_flags, sys_ctx, Client, MonitorError,
 };
 use super::protocol::{Attach, Ready, Request, Response, PID_FILE, SOCKET_FILE};
+use super::pty::{receive_master, ChildIo};
 use super::state::{now_rfc3339, State, Status};
 use crate::logs::stdcopy::{self, StreamId};
 use crate::logs::Stream;
@@ -129,7 +128,7 @@ fn open_ns(pid: i32, name: &str) -> Result<Option<OwnedFd>, MonitorError> {
 
 /// What the process gets as stdio, and the monitor's ends.
 struct Stdio {
-    io: ExecIo,
+    io: ChildIo,
     outputs: Vec<Output>,
     stdin: Option<OwnedFd>,
     /// TTY: the monitor's end of the socket the master arrives on.
@@ -148,7 +147,7 @@ fn make_stdio(spec: &ExecSpec) -> Result<Stdio, MonitorError> {
         )
         .map_err(sys_ctx("socketpair"))?;
         return Ok(Stdio {
-            io: ExecIo::Pty(theirs.as_raw_fd()),
+            io: ChildIo::Pty(theirs.as_raw_fd()),
             outputs: vec![],
             stdin: None,
             pty_sock: Some(ours),
@@ -187,7 +186,7 @@ fn make_stdio(spec: &ExecSpec) -> Result<Stdio, MonitorError> {
     } else {
         (null()?, None)
     };
-    let io = ExecIo::Fds {
+    let io = ChildIo::Fds {
         stdin: stdin_child.as_raw_fd(),
         stdout,
         stderr,
@@ -200,46 +199,6 @@ fn make_stdio(spec: &ExecSpec) -> Result<Stdio, MonitorError> {
         pty_sock: None,
         child_fds,
     })
-}
-
-/// Receives the pty master the exec process sends; `None` if it failed
-/// before sending it.
-fn receive_master(sock: &OwnedFd) -> Option<OwnedFd> {
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = loop {
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(Errno::EINTR) => continue,
-            Err(_) => return None,
-            Ok(m) => break m,
-        }
-    };
-    let cmsgs = msg.cmsgs().ok()?;
-    for c in cmsgs {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            let mut owned: Vec<OwnedFd> = fds
-                .into_iter()
-                // SAFETY: SCM_RIGHTS installed these fds for us.
-                .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-                .collect();
-            if owned.len() == 1 {
-                return owned.pop();
-            }
-        }
-    }
-    None
-}
-
-/// A pty master is a character device (a container could try to send us
-/// something else).
-fn is_char_device(fd: &OwnedFd) -> bool {
-    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR)
 }
 
 impl ExecMonitor {
@@ -351,7 +310,7 @@ impl ExecMonitor {
         drop(go_w);
         let mut outputs = outputs;
         if let Some(sock) = pty_sock {
-            if let Some(master) = receive_master(&sock).filter(is_char_device) {
+            if let Some(master) = receive_master(&sock) {
                 tri!(set_flags(&master));
                 outputs.push(Output {
                     fd: master,

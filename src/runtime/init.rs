@@ -5,26 +5,17 @@
 
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 
 use super::process::{self, InitError, InitFailure};
+use super::pty::{self, ChildIo};
 use super::rootfs;
 use super::spec::{CgroupFs, ContainerSpec, NetworkNs};
 use super::sys::{LinuxSys, Sys, SysError};
-
-/// The container's ends of its standard streams.
-pub(crate) struct ChildIo {
-    pub stdin: RawFd,
-    pub stdout: RawFd,
-    pub stderr: RawFd,
-    /// TTY mode: the pty slave (the three fds above), made the
-    /// controlling terminal and bound over `/dev/console`.
-    pub console: Option<PathBuf>,
-}
 
 /// Runs the init; returns the exit code only when it failed (after
 /// reporting the failure on `sync`).
@@ -83,14 +74,16 @@ fn init(
         unsafe { signal::signal(sig, SigHandler::SigDfl) }.map_err(sys_err("signal", sig))?;
     }
     nix::unistd::setsid().map_err(sys_err("setsid", ""))?;
-    for (from, to) in [(io.stdin, 0), (io.stdout, 1), (io.stderr, 2)] {
-        // SAFETY: plain dup2 of fds we own onto the standard ones.
-        Errno::result(unsafe { libc::dup2(from, to) }).map_err(sys_err("dup2", to))?;
-    }
-    if io.console.is_some() {
-        // SAFETY: TIOCSCTTY takes an int argument.
-        Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })
-            .map_err(sys_err("ioctl", "TIOCSCTTY"))?;
+    if let ChildIo::Fds {
+        stdin,
+        stdout,
+        stderr,
+    } = io
+    {
+        for (from, to) in [(*stdin, 0), (*stdout, 1), (*stderr, 2)] {
+            // SAFETY: plain dup2 of fds we own onto the standard ones.
+            Errno::result(unsafe { libc::dup2(from, to) }).map_err(sys_err("dup2", to))?;
+        }
     }
     let host_cgroupns = matches!(
         spec.cgroupfs,
@@ -118,7 +111,10 @@ fn init(
         }
         NetworkNs::Host => {}
     }
-    rootfs::prepare_rootfs(&sys, spec, io.console.as_deref())?;
+    rootfs::prepare_rootfs(&sys, spec)?;
+    if let ChildIo::Pty(sock) = io {
+        setup_console(&sys, *sock)?;
+    }
     if !spec.hostname.is_empty() {
         sys.sethostname(&spec.hostname)?;
     }
@@ -150,6 +146,19 @@ fn init(
         Err(e) => e,
     };
     Err(process::exec_error(arg0, errno))
+}
+
+/// TTY mode, once in the new root: a pty from the container's own devpts
+/// (so `tty` names `/dev/pts/0`), its slave bound over `/dev/console` and
+/// made our controlling terminal and stdio, its master sent to the monitor
+/// over `sock`.
+fn setup_console(sys: &dyn Sys, sock: RawFd) -> Result<(), InitError> {
+    let (master, slave) = pty::open(Path::new(pty::CONTAINER_PTMX), None)?;
+    let slave_path = pty::slave_path(Path::new("/dev/pts"), &master)?;
+    rootfs::mount_console(sys, &slave_path)?;
+    pty::send_master(sock, &master)?;
+    drop(master);
+    pty::make_controlling(&slave)
 }
 
 /// Marks every fd above 2 close-on-exec, so nothing of the monitor

@@ -31,6 +31,7 @@ pub mod monitor;
 pub mod pid1;
 pub mod process;
 pub mod protocol;
+mod pty;
 pub mod rootfs;
 pub mod spec;
 pub mod state;

@@ -26,16 +26,18 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use thiserror::Error;
 
 use super::cgroups::{self, CgroupManager};
-use super::init::{container_init, ChildIo};
+use super::init::container_init;
 use super::process::{InitFailure, EXIT_START_FAILED};
 use super::protocol::{
     Attach, Ready, Request, Response, MONITOR_LOG_FILE, PID_FILE, READY_FD_ENV, SOCKET_FILE,
 };
+use super::pty::{receive_master, ChildIo};
 use super::spec::{ContainerSpec, NetworkNs};
 use super::state::{now_rfc3339, State, Status};
 use crate::logs::stdcopy::{self, StreamId};
@@ -330,7 +332,7 @@ impl Monitor {
         )
         .map_err(sys_ctx("signalfd")));
 
-        let (io, outputs, pty, stdin, child_fds) = tri!(make_stdio(&spec));
+        let (io, mut outputs, pty_sock, stdin, child_fds) = tri!(make_stdio(&spec));
         let (sync_r, sync_w) = tri!(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_ctx("pipe")));
         let listener = tri!(bind_socket(bundle));
         let log = match &spec.log {
@@ -391,8 +393,33 @@ impl Monitor {
         }
         tri!(nix::unistd::write(&go_w, b"g").map_err(sys_ctx("start init")));
         drop(go_w);
+        // TTY: the master arrives before the init execs (EOF if it failed
+        // first; its failure then comes on the sync pipe).
+        let mut pty = None;
+        let mut no_master = false;
+        if let Some(sock) = pty_sock {
+            match receive_master(&sock) {
+                Some(master) => {
+                    tri!(set_flags(&master));
+                    pty = Some(master.as_raw_fd());
+                    outputs.push(Output {
+                        fd: master,
+                        stream: Stream::Stdout,
+                    });
+                }
+                None => no_master = true,
+            }
+        }
 
-        let failure = read_failure(sync_r);
+        let mut failure = read_failure(sync_r);
+        if failure.is_none() && no_master {
+            // It ran without sending a terminal: not a container we start.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            failure = Some(InitFailure {
+                message: "container init sent no pty master".into(),
+                exit_code: EXIT_START_FAILED,
+            });
+        }
         state.pid = pid.as_raw();
         if let Some(failure) = failure {
             // The init reported and exited: reap it.
@@ -863,34 +890,29 @@ pub(super) fn redirect_stdio(bundle: &Path) -> Result<(), MonitorError> {
 type Stdio = (
     ChildIo,
     Vec<Output>,
-    Option<RawFd>,
+    Option<OwnedFd>,
     Option<OwnedFd>,
     Vec<OwnedFd>,
 );
 
 /// The container's standard streams: a pty in TTY mode, else pipes for
 /// stdout/stderr and a pipe (`OpenStdin`) or /dev/null for stdin. Returns
-/// the child's view, the monitor's outputs, the pty master, the stdin
-/// writer and the child's fds the monitor must close after the clone.
+/// the child's view, the monitor's outputs, the socket the pty master
+/// arrives on, the stdin writer and the child's fds the monitor must close
+/// after the clone.
 fn make_stdio(spec: &ContainerSpec) -> Result<Stdio, MonitorError> {
     if spec.process.tty {
-        let pty = nix::pty::openpty(None, None).map_err(sys_ctx("openpty"))?;
-        let slave_path = fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
-            .map_err(io_ctx("pty name"))?;
-        set_flags(&pty.master)?;
-        let s = pty.slave.as_raw_fd();
-        let master = pty.master.as_raw_fd();
-        let io = ChildIo {
-            stdin: s,
-            stdout: s,
-            stderr: s,
-            console: Some(slave_path),
-        };
-        let outputs = vec![Output {
-            fd: pty.master,
-            stream: Stream::Stdout,
-        }];
-        return Ok((io, outputs, Some(master), None, vec![pty.slave]));
+        // The init opens the pty in the container's devpts and sends the
+        // master back over this socket.
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(sys_ctx("socketpair"))?;
+        let io = ChildIo::Pty(theirs.as_raw_fd());
+        return Ok((io, vec![], Some(ours), None, vec![theirs]));
     }
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_ctx("pipe"))?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_ctx("pipe"))?;
@@ -904,11 +926,10 @@ fn make_stdio(spec: &ContainerSpec) -> Result<Stdio, MonitorError> {
         let null = File::open("/dev/null").map_err(io_ctx("open /dev/null"))?;
         (OwnedFd::from(null), None)
     };
-    let io = ChildIo {
+    let io = ChildIo::Fds {
         stdin: stdin_child.as_raw_fd(),
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
-        console: None,
     };
     let outputs = vec![
         Output {

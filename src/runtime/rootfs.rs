@@ -54,13 +54,8 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 
-/// Builds the whole root file system and pivots into it. `console` is the
-/// pty slave bound over `/dev/console` for TTY containers.
-pub fn prepare_rootfs(
-    sys: &dyn Sys,
-    spec: &ContainerSpec,
-    console: Option<&Path>,
-) -> Result<(), RootfsError> {
+/// Builds the whole root file system and pivots into it.
+pub fn prepare_rootfs(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), RootfsError> {
     // Nothing we mount may propagate back to the host.
     sys.mount(
         None,
@@ -73,11 +68,6 @@ pub fn prepare_rootfs(
     let root = spec.rootfs.mountpoint.as_path();
     mount_standard(sys, spec, root)?;
     create_devices(sys, spec, root)?;
-    if let Some(console) = console {
-        let target = root.join("dev/console");
-        sys.create_file(&target)?;
-        sys.mount(Some(console), &target, None, MsFlags::MS_BIND, None)?;
-    }
     mount_etc_files(sys, spec, root)?;
     for m in &spec.mounts {
         mount_user(sys, root, m)?;
@@ -102,6 +92,16 @@ pub fn prepare_rootfs(
             None,
         )?;
     }
+    Ok(())
+}
+
+/// Binds the TTY container's pty slave (`/dev/pts/N` of its own devpts)
+/// over `/dev/console`, as runc does; runs after the pivot (`/dev` is a
+/// writable tmpfs even on a read-only root).
+pub fn mount_console(sys: &dyn Sys, slave: &Path) -> Result<(), RootfsError> {
+    let target = Path::new("/dev/console");
+    sys.create_file(target)?;
+    sys.mount(Some(slave), target, None, MsFlags::MS_BIND, None)?;
     Ok(())
 }
 
@@ -554,7 +554,7 @@ mod tests {
             .with("/proc/sys", FileKind::Dir);
         let mut s = spec();
         s.etc_files.hosts = Some("/b/hosts".into());
-        prepare_rootfs(&sys, &s, None).expect("plan");
+        prepare_rootfs(&sys, &s).expect("plan");
         let m = sys.mounts();
         let expected = [
             "mount - / - MS_REC|MS_PRIVATE -",
@@ -600,11 +600,11 @@ mod tests {
         s.network = NetworkNs::Host;
         s.rootfs.readonly = true;
         s.shm_size = 1 << 20;
-        prepare_rootfs(&sys, &s, Some(Path::new("/dev/pts/7"))).expect("plan");
+        prepare_rootfs(&sys, &s).expect("plan");
         let m = sys.mounts();
         assert!(m.contains(&"mount /sys /b/merged/sys - MS_BIND|MS_REC -".to_string()));
         assert!(!m.iter().any(|c| c.contains("/proc/kcore")), "{m:#?}");
-        assert!(m.contains(&"mount /dev/pts/7 /b/merged/dev/console - MS_BIND -".to_string()));
+        assert!(!m.iter().any(|c| c.contains("console")), "{m:#?}");
         assert!(m.iter().any(|c| c.ends_with("size=1048576")));
         assert_eq!(
             m.last().map(String::as_str),
@@ -639,7 +639,7 @@ mod tests {
                 readonly: false,
             },
         ];
-        prepare_rootfs(&sys, &s, None).expect("plan");
+        prepare_rootfs(&sys, &s).expect("plan");
         let m = sys.mounts();
         let want = [
             "mount /host/dir /b/merged/data - MS_BIND|MS_REC -",
@@ -710,7 +710,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        prepare_rootfs(&sys, &s, None).expect("plan");
+        prepare_rootfs(&sys, &s).expect("plan");
         let calls = sys.calls();
         let fuse = index_of(&calls, "mknod /b/merged/dev/fuse c 660 10:229");
         assert!(fuse > index_of(&calls, "mount tmpfs /b/merged/dev"));
@@ -746,7 +746,7 @@ mod tests {
             h("net_cls,net_prio", "/sys/fs/cgroup/net_cls,net_prio"),
             h("net_prio", "/sys/fs/cgroup/net_prio"),
         ]);
-        prepare_rootfs(&sys, &s, None).expect("plan");
+        prepare_rootfs(&sys, &s).expect("plan");
         let m = sys.mounts();
         let cg = "/b/merged/sys/fs/cgroup";
         let want = [
@@ -786,7 +786,7 @@ mod tests {
         let sys = FakeSys::new();
         s.privileged = true;
         s.cgroupfs = CgroupFs::V1(vec![h("memory", "/sys/fs/cgroup/memory/mydocker/c1")]);
-        prepare_rootfs(&sys, &s, None).expect("plan");
+        prepare_rootfs(&sys, &s).expect("plan");
         let m = sys.mounts();
         let start = index_of(&m, &format!("mount tmpfs {cg} "));
         assert_eq!(
@@ -815,7 +815,7 @@ mod tests {
             s.cgroupfs = CgroupFs::V2 {
                 host_namespace: false,
             };
-            prepare_rootfs(&sys, &s, None).expect("plan");
+            prepare_rootfs(&sys, &s).expect("plan");
             let m = sys.mounts();
             let cg = index_of(&m, "mount cgroup /b/merged/sys/fs/cgroup cgroup2 ");
             assert_eq!(
@@ -826,8 +826,27 @@ mod tests {
         }
         // No cgroup: nothing there.
         let sys = FakeSys::new();
-        prepare_rootfs(&sys, &spec(), None).expect("plan");
+        prepare_rootfs(&sys, &spec()).expect("plan");
         assert!(!sys.mounts().iter().any(|c| c.contains("/sys/fs/cgroup")));
+    }
+
+    #[test]
+    fn console_is_the_slave_bound_after_the_pivot() {
+        let sys = FakeSys::new();
+        mount_console(&sys, Path::new("/dev/pts/0")).expect("console");
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "create /dev/console".to_string(),
+                "mount /dev/pts/0 /dev/console - MS_BIND -".to_string(),
+            ]
+        );
+        let sys = FakeSys {
+            fail_on: Some("mount /dev/pts/0".into()),
+            ..FakeSys::default()
+        };
+        let err = mount_console(&sys, Path::new("/dev/pts/0")).expect_err("fails");
+        assert!(err.to_string().contains("/dev/console"), "{err}");
     }
 
     #[test]
@@ -836,7 +855,7 @@ mod tests {
             fail_on: Some("pivot_root".into()),
             ..FakeSys::default()
         };
-        let err = prepare_rootfs(&sys, &spec(), None).expect_err("fails");
+        let err = prepare_rootfs(&sys, &spec()).expect_err("fails");
         assert!(err.to_string().contains("pivot_root"), "{err}");
     }
 }
