@@ -50,14 +50,17 @@ mounts_under_tmp() {
     findmnt -rn -o TARGET | awk -v t="$TMP" '$0 == t || index($0, t "/") == 1' | sort -r
 }
 
-# remove_containers SOCK PID COMM: docker rm -f every container of a daemon still running.
+# remove_containers SOCK PID COMM: docker rm -f every container of a daemon still
+# running, then its unused user networks.
 remove_containers() {
     local sock="$1" pid="$2" comm="$3" ids
     [ -n "$sock" ] && is_proc "$pid" "$comm" || return 0
     ids="$(DOCKER_HOST="unix://$sock" "$DOCKER" ps -aq 2>/dev/null || true)"
-    [ -z "$ids" ] && return 0
-    # shellcheck disable=SC2086 # one ID per word
-    DOCKER_HOST="unix://$sock" "$DOCKER" rm -f $ids >/dev/null 2>&1 || log "warning: could not remove $comm's containers"
+    if [ -n "$ids" ]; then
+        # shellcheck disable=SC2086 # one ID per word
+        DOCKER_HOST="unix://$sock" "$DOCKER" rm -f $ids >/dev/null 2>&1 || log "warning: could not remove $comm's containers"
+    fi
+    DOCKER_HOST="unix://$sock" "$DOCKER" network prune -f >/dev/null 2>&1 || true
 }
 
 cleanup() {
@@ -67,6 +70,7 @@ cleanup() {
     remove_containers "$MY_SOCK" "$MY_PID" mydockerd
     remove_containers "$DD_SOCK" "$DD_PID" dockerd
     stop_proc "$MY_PID" mydockerd
+    [ -z "$MY_SOCK" ] || remove_mydocker_net
     stop_proc "$DD_PID" dockerd
     # dockerd stops the containerd it supervises; make sure, since we only know its pid.
     stop_proc "$CTD_PID" containerd
@@ -119,17 +123,45 @@ start_mydockerd() {
     MY_SOCK="$d/mydocker.sock"
     echo '{}' >"$d/daemon.json"
     CUR_LOG="$d/mydockerd.log"
+    # A bridge, subnet and iptables chains of the benchmark's own, removed again
+    # by remove_mydocker_net (a daemon keeps them when it stops, as dockerd does).
     "$MYDOCKERD" --host "unix://$MY_SOCK" --data-root "$d/data" --exec-root "$d/exec" \
-        --pidfile "$d/mydockerd.pid" --config-file "$d/daemon.json" </dev/null >"$CUR_LOG" 2>&1 &
+        --pidfile "$d/mydockerd.pid" --config-file "$d/daemon.json" \
+        --bridge "$MY_BRIDGE" --bip "$MY_BIP" --iptables-chain-prefix "$MY_CHAINS" \
+        </dev/null >"$CUR_LOG" 2>&1 &
     MY_PID=$!
     wait_api "$MY_SOCK" "$MY_PID" mydockerd
 }
 
-# stop_mydockerd: removes its containers, then stops it.
+# stop_mydockerd: removes its containers and networks, stops it, then removes its
+# bridges and iptables chains.
 stop_mydockerd() {
     remove_containers "$MY_SOCK" "$MY_PID" mydockerd
     stop_proc "$MY_PID" mydockerd
+    remove_mydocker_net
     MY_PID="" MY_SOCK="" CUR_LOG=""
+}
+
+MY_BRIDGE="${BENCH_BRIDGE:-mdbench0}" MY_BIP="${BENCH_BIP:-172.30.252.1/24}" MY_CHAINS="${BENCH_CHAINS:-MDBENCH}"
+
+# remove_mydocker_net: the benchmark daemon's default bridge and every iptables
+# chain with its prefix (user networks go with `docker network prune` before).
+remove_mydocker_net() {
+    local t r c
+    ip link del "$MY_BRIDGE" 2>/dev/null || true
+    for t in filter nat; do
+        iptables -t "$t" -S 2>/dev/null | grep -- "-j $MY_CHAINS" | sed 's/^-A/-D/' \
+            | while read -r r; do
+                # shellcheck disable=SC2086 # a rule is words
+                iptables -t "$t" $r 2>/dev/null || true
+            done
+        for c in $(iptables -t "$t" -S 2>/dev/null | awk -v p="$MY_CHAINS" '$1 == "-N" && index($2, p) == 1 {print $2}'); do
+            iptables -t "$t" -F "$c" 2>/dev/null || true
+        done
+        for c in $(iptables -t "$t" -S 2>/dev/null | awk -v p="$MY_CHAINS" '$1 == "-N" && index($2, p) == 1 {print $2}'); do
+            iptables -t "$t" -X "$c" 2>/dev/null || true
+        done
+    done
 }
 
 # --- dockerd ------------------------------------------------------------------------------
