@@ -98,27 +98,6 @@ fn exec_ids(d: &TestDaemon, container: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The CLI in a real terminal (`script`), as a person at a shell.
-fn under_script(d: &TestDaemon, docker_args: &str) -> Command {
-    let probe = d.docker_cmd(&["version"]);
-    let mut cmd = Command::new("script");
-    cmd.args([
-        "-qec",
-        &format!("{} {docker_args}", common::DOCKER_CLI),
-        "/dev/null",
-    ]);
-    for (k, v) in probe.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
 #[test]
 fn exec_commands_exit_codes_stdin_user_workdir_env_privileged() {
     let d = daemon();
@@ -359,7 +338,8 @@ fn exec_api_errors_inspect_and_events() {
 fn interactive_tty_session_and_client_loss() {
     let d = daemon();
     run_sleeper(&d, "ttybox", &[]);
-    let mut child = under_script(&d, "exec -it ttybox sh")
+    let mut child = d
+        .docker_in_terminal("exec -it ttybox sh")
         .spawn()
         .expect("script");
     {
@@ -387,7 +367,8 @@ fn interactive_tty_session_and_client_loss() {
     assert_eq!(stdout(&out), "err\r\n");
 
     // A TTY session that loses its client is hung up (SIGHUP).
-    let mut child = under_script(&d, "exec -it ttybox sh -c 'echo ready; exec sleep 1000'")
+    let mut child = d
+        .docker_in_terminal("exec -it ttybox sh -c 'echo ready; exec sleep 1000'")
         .spawn()
         .expect("script");
     let mut so = child.stdout.take().expect("stdout");

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{registry, TestDaemon};
@@ -350,33 +350,12 @@ fn log_options_rotate_the_json_file() {
     cleanup(&d);
 }
 
-/// `script -qec "docker ..."` with the daemon's environment: the CLI gets a
-/// real terminal, as a user's would.
-fn under_script(d: &TestDaemon, docker_args: &str) -> Command {
-    let probe = d.docker_cmd(&["version"]);
-    let mut cmd = Command::new("script");
-    cmd.args([
-        "-qec",
-        &format!("{} {docker_args}", common::DOCKER_CLI),
-        "/dev/null",
-    ]);
-    for (k, v) in probe.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
 #[test]
 fn interactive_tty_session_and_detach_keys() {
     let d = daemon();
     let b = busybox();
-    let mut child = under_script(&d, &format!("run -it --rm {b} sh"))
+    let mut child = d
+        .docker_in_terminal(&format!("run -it --rm {b} sh"))
         .spawn()
         .expect("script");
     {
@@ -400,7 +379,8 @@ fn interactive_tty_session_and_detach_keys() {
     assert_eq!(out.status.code(), Some(3), "{text}");
 
     // ctrl-p ctrl-q leaves the container running.
-    let mut child = under_script(&d, &format!("run -it --name dt {b} sh"))
+    let mut child = d
+        .docker_in_terminal(&format!("run -it --name dt {b} sh"))
         .spawn()
         .expect("script");
     let mut stdin = child.stdin.take().expect("stdin");

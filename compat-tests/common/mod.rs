@@ -456,6 +456,24 @@ impl TestDaemon {
         cmd
     }
 
+    /// The CLI in a real terminal (`script -qec`), as a person at a shell
+    /// would run it, with this daemon's environment; stdio piped.
+    pub fn docker_in_terminal(&self, docker_args: &str) -> Command {
+        let probe = self.docker_cmd(&["version"]);
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{DOCKER_CLI} {docker_args}"), "/dev/null"]);
+        for (k, v) in probe.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     pub fn docker(&self, args: &[&str]) -> Output {
         run_timeout(self.docker_cmd(args), None, CLI_TIMEOUT)
     }
