@@ -45,21 +45,6 @@ bench_setup
 IMG="$REG/busybox:latest"
 log "registry $REG, image $IMG, $RUNS runs, $PARALLEL containers by $JOBS jobs, $("$DOCKER" --version)"
 
-# seconds CMD...: wall time of a command (output discarded; failure is fatal).
-seconds() {
-    local t0 t1
-    t0="$(now)"
-    "$@" >/dev/null 2>>"$TMP/cmd.err" || { tail -n 5 "$TMP/cmd.err" >&2; die "failed: $*"; }
-    t1="$(now)"
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
-}
-
-# sum_rss_kb PID...: total VmRSS.
-sum_rss_kb() {
-    local t=0 p
-    for p in "$@"; do t=$((t + $(rss_kb "$p" 2>/dev/null || echo 0))); done
-    echo "$t"
-}
 
 # sum_smaps_kb FIELD PID...: total of a smaps_rollup field (Pss, Private_Dirty, ...).
 sum_smaps_kb() {

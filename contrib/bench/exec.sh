@@ -39,21 +39,12 @@ bench_setup
 IMG="$REG/busybox:latest"
 log "registry $REG, image $IMG, $RUNS runs, ${EXEC_MB} MB of exec output, $("$DOCKER" --version)"
 
-# seconds CMD...: wall time of a command (stdout discarded; failure is fatal).
-seconds() {
-    local t0 t1
-    t0="$(now)"
-    "$@" >/dev/null 2>>"$TMP/cmd.err" || { tail -n 5 "$TMP/cmd.err" >&2; die "failed: $*"; }
-    t1="$(now)"
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
-}
 
-# peak_rss_kb PID...: samples the total RSS every 50 ms while $WATCH_FILE exists.
+# watch_rss PID...: samples the total RSS every 50 ms while $WATCH_FILE exists.
 watch_rss() {
-    local max=0 kb p
+    local max=0 kb
     while [ -e "$WATCH_FILE" ]; do
-        kb=0
-        for p in "$@"; do kb=$((kb + $(rss_kb "$p" 2>/dev/null || echo 0))); done
+        kb="$(sum_rss_kb "$@")"
         ((kb > max)) && max=$kb
         sleep 0.05
     done
@@ -73,7 +64,7 @@ bench_daemon() {
     # Bulk output in 64 KiB writes (dd), the daemon's RSS watched meanwhile.
     local blocks=$((EXEC_MB * 1000000 / 65536))
     # shellcheck disable=SC2086
-    before="$(sum_rss $pids)"
+    before="$(sum_rss_kb $pids)"
     WATCH_FILE="$TMP/watching"
     touch "$WATCH_FILE"
     # shellcheck disable=SC2086
@@ -94,11 +85,6 @@ bench_daemon() {
     "$DOCKER" rm -f target >/dev/null
 }
 
-sum_rss() {
-    local kb=0 p
-    for p in "$@"; do kb=$((kb + $(rss_kb "$p" 2>/dev/null || echo 0))); done
-    echo "$kb"
-}
 
 LOAD_START="$(load1)" NCPU="$(nproc)"
 if awk -v l="$LOAD_START" -v n="$NCPU" 'BEGIN { exit !(l > n / 2) }'; then

@@ -106,6 +106,22 @@ wait_api() {
 # dir_entries DIR: how many entries DIR has (0 if it does not exist).
 dir_entries() { find "$1" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
+# seconds CMD...: wall time of a command (stdout discarded; failure is fatal).
+seconds() {
+    local t0 t1
+    t0="$(now)"
+    "$@" >/dev/null 2>>"$TMP/cmd.err" || { tail -n 5 "$TMP/cmd.err" >&2; die "failed: $*"; }
+    t1="$(now)"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+}
+
+# sum_rss_kb PID...: total VmRSS.
+sum_rss_kb() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(rss_kb "$p" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }  # VmRSS kB -> MB (10^6 bytes)
 

@@ -41,13 +41,6 @@ bench_setup
 IMG="$REG/busybox:latest"
 log "registry $REG, image $IMG, $RUNS runs, ${NET_MB} MB through 127.0.0.1:$PORT, network $SUBNET"
 
-seconds() {
-    local t0 t1
-    t0="$(now)"
-    "$@" >/dev/null 2>>"$TMP/cmd.err" || { tail -n 5 "$TMP/cmd.err" >&2; die "failed: $*"; }
-    t1="$(now)"
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
-}
 
 # send_mb: NET_MB of zeros to 127.0.0.1:PORT through bash's /dev/tcp.
 send_mb() { head -c "$((NET_MB * 1000000))" /dev/zero >"/dev/tcp/127.0.0.1/$PORT"; }
