@@ -637,16 +637,10 @@ fn running_check(c: &Container) -> EngineResult<()> {
         )));
     }
     if c.state.restarting && !c.state.running() {
-        return Err(EngineError::Conflict(format!(
-            "Container {} is restarting, wait until the container is running",
-            c.id()
-        )));
+        return Err(c.restarting());
     }
     if !c.state.running() {
-        return Err(EngineError::Conflict(format!(
-            "Container {} is not running",
-            c.id()
-        )));
+        return Err(c.not_running());
     }
     Ok(())
 }

@@ -133,6 +133,19 @@ impl Container {
     pub fn slash_name(&self) -> String {
         format!("/{}", self.row.name)
     }
+
+    /// dockerd's 409 for an action that needs a running container.
+    pub(crate) fn not_running(&self) -> EngineError {
+        EngineError::Conflict(format!("Container {} is not running", self.id()))
+    }
+
+    /// dockerd's 409 for an action on a container waiting to restart.
+    pub(crate) fn restarting(&self) -> EngineError {
+        EngineError::Conflict(format!(
+            "Container {} is restarting, wait until the container is running",
+            self.id()
+        ))
+    }
 }
 
 fn hex_prefix(s: &str) -> bool {

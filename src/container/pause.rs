@@ -8,10 +8,10 @@ impl ContainerService {
     pub async fn pause(&self, name: &str) -> EngineResult<()> {
         let c = self.get(name).await?;
         if c.state.restarting && !c.state.running() {
-            return Err(restarting(&c));
+            return Err(c.restarting());
         }
         if !c.state.running() {
-            return Err(not_running(&c));
+            return Err(c.not_running());
         }
         if c.state.paused {
             return Err(EngineError::Conflict(format!(
@@ -61,15 +61,4 @@ impl ContainerService {
         .map_err(EngineError::internal)?
         .map_err(|e| EngineError::Internal(e.to_string()))
     }
-}
-
-pub(super) fn not_running(c: &Container) -> EngineError {
-    EngineError::Conflict(format!("Container {} is not running", c.id()))
-}
-
-fn restarting(c: &Container) -> EngineError {
-    EngineError::Conflict(format!(
-        "Container {} is restarting, wait until the container is running",
-        c.id()
-    ))
 }

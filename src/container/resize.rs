@@ -1,6 +1,5 @@
 //! `POST /containers/{id}/resize`: the TTY's window size.
 
-use super::pause::not_running;
 use super::ContainerService;
 use crate::error::{EngineError, EngineResult};
 
@@ -8,7 +7,7 @@ impl ContainerService {
     pub async fn resize(&self, name: &str, height: u16, width: u16) -> EngineResult<()> {
         let c = self.get(name).await?;
         let Some(m) = self.monitor(c.id()).filter(|_| c.state.running()) else {
-            return Err(not_running(&c));
+            return Err(c.not_running());
         };
         if !c.config.tty {
             // dockerd passes it on and the runtime ignores it.

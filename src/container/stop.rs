@@ -20,10 +20,7 @@ impl ContainerService {
             return Ok(());
         };
         if !c.state.running() {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
-                c.id()
-            )));
+            return Err(c.not_running());
         }
         if sig == libc::SIGKILL {
             self.update_state(c.id(), |st| st.stopping = false).await?;

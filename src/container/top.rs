@@ -1,7 +1,6 @@
 //! `docker top`: the host's `ps` output, kept to the container's
 //! processes, as dockerd does it.
 
-use super::pause::not_running;
 use super::ContainerService;
 use crate::error::{EngineError, EngineResult};
 use crate::runtime::cgroups;
@@ -53,7 +52,7 @@ impl ContainerService {
     pub async fn top(&self, name: &str, ps_args: &str) -> EngineResult<Top> {
         let c = self.get(name).await?;
         if !c.state.running() {
-            return Err(not_running(&c));
+            return Err(c.not_running());
         }
         let args: Vec<String> = if ps_args.trim().is_empty() {
             vec!["-ef".into()]
