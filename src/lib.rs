@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod disk_usage;
 pub mod duration;
 pub mod error;
 pub mod events;

@@ -1,7 +1,7 @@
 //! `docker rm` and `docker container prune`.
 
-use super::size::dir_size;
 use super::{Container, ContainerService};
+use crate::disk_usage::dir_size;
 use crate::error::{EngineError, EngineResult};
 use crate::filters::Filters;
 use crate::store::containers as rows;

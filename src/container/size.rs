@@ -2,27 +2,8 @@
 //! layer (`SizeRw`) and that plus the image (`SizeRootFs`).
 
 use super::{Container, ContainerService};
+use crate::disk_usage::dir_size;
 use crate::error::{EngineError, EngineResult};
-
-/// Bytes of regular files under `dir` (symlinks and folders not counted,
-/// as dockerd's directory size walk).
-pub(super) fn dir_size(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
-}
 
 impl ContainerService {
     /// (`SizeRw`, `SizeRootFs`).

@@ -79,25 +79,6 @@ fn no_such_volume(op: &str, name: &str) -> EngineError {
     EngineError::NotFound(format!("{op} {name}: no such volume"))
 }
 
-/// Bytes of regular files under `dir`.
-pub fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    total
-}
-
 impl VolumeService {
     pub fn new(store: Store, events: EventBus, data_root: &Path) -> VolumeService {
         VolumeService {
@@ -280,7 +261,7 @@ impl VolumeService {
         let data = v.mountpoint.clone();
         let size = tokio::task::spawn_blocking(move || {
             let _ = local::unmount_tmpfs(&data);
-            let size = dir_size(&data);
+            let size = crate::disk_usage::dir_size(&data);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove volume data");
             }
