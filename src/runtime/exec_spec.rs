@@ -5,7 +5,6 @@
 //! Unlike [`super::ContainerSpec`], the user stays a name: it is resolved
 //! in the container's own `/etc/passwd`, from inside its mount namespace.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -46,13 +45,7 @@ pub struct ExecSpec {
 impl ExecSpec {
     /// Reads `<dir>/exec.json`.
     pub fn load(dir: &Path) -> Result<ExecSpec, SpecError> {
-        let path = dir.join(EXEC_SPEC_FILE);
-        let bytes = fs::read(&path).map_err(|source| SpecError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let spec: ExecSpec =
-            serde_json::from_slice(&bytes).map_err(|source| SpecError::Parse { path, source })?;
+        let spec: ExecSpec = super::spec::read_json(&dir.join(EXEC_SPEC_FILE))?;
         spec.validate()?;
         Ok(spec)
     }

@@ -331,16 +331,22 @@ pub struct LogSpec {
     pub max_file: Option<u32>,
 }
 
+/// A spec file read and decoded (not yet validated).
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SpecError> {
+    let bytes = fs::read(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| SpecError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl ContainerSpec {
     /// Reads `<bundle>/spec.json`.
     pub fn load(bundle: &Path) -> Result<ContainerSpec, SpecError> {
-        let path = bundle.join(SPEC_FILE);
-        let bytes = fs::read(&path).map_err(|source| SpecError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let spec: ContainerSpec =
-            serde_json::from_slice(&bytes).map_err(|source| SpecError::Parse { path, source })?;
+        let spec: ContainerSpec = read_json(&bundle.join(SPEC_FILE))?;
         spec.validate()?;
         Ok(spec)
     }
