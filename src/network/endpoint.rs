@@ -18,6 +18,10 @@ use super::{blocking, netns, new_id, not_found, Network, NetworkService};
 use crate::error::{EngineError, EngineResult};
 use crate::store::networks::{self as rows, EndpointRow, LeaseRow};
 
+/// How long the kernel gets to destroy an unpinned namespace's veths
+/// before we delete one that is still there.
+const VETH_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The `endpoints.config` column: what the client asked for.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -236,11 +240,7 @@ impl NetworkService {
         let ns = netns.to_path_buf();
         let gw = pool.gateway;
         let prefix = pool.subnet.prefix();
-        let wired = blocking(move || {
-            netlink::ensure_bridge(&spec.bridge, gw, prefix)?;
-            netlink::add_veth(&spec, &ns)
-        })
-        .await;
+        let wired = blocking(move || netlink::add_veth(&spec, &ns, (gw, prefix))).await;
         if let Err(e) = wired {
             let (cid, nid) = (container_id.to_string(), net.id.clone());
             let _ = self
@@ -267,19 +267,39 @@ impl NetworkService {
             .call(move |conn| rows::leases_of(conn, &cid))
             .await
             .unwrap_or_default();
-        for l in leases {
-            self.release(&l, announce).await;
-        }
+        // Unpinning the namespace first lets the kernel destroy it with
+        // its ends of the veths (and so the host ends) in the background:
+        // deleting a veth ourselves waits out an RCU grace period, the
+        // largest cost of a container's exit.
         let path = self.netns_path(container_id);
         let _ = tokio::task::spawn_blocking(move || netns::remove(&path)).await;
+        for l in leases {
+            self.forget_lease(&l, announce).await;
+            // Still there a moment later only if something else holds the
+            // namespace (a `container:` sharer): delete it then, off the
+            // exit path (and not racing the kernel for its lock).
+            let veth = l.veth.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(VETH_GRACE).await;
+                if let Err(e) = blocking(move || netlink::delete_link(&veth)).await {
+                    tracing::warn!(error = %e, "cannot delete veth");
+                }
+            });
+        }
     }
 
-    /// Deletes a lease's veth, then the lease.
+    /// Deletes a lease's veth, then the lease (disconnecting a running
+    /// container, whose namespace stays).
     pub(super) async fn release(&self, l: &LeaseRow, announce: bool) {
         let veth = l.veth.clone();
         if let Err(e) = blocking(move || netlink::delete_link(&veth)).await {
             tracing::warn!(veth = %l.veth, error = %e, "cannot delete veth");
         }
+        self.forget_lease(l, announce).await;
+    }
+
+    /// Drops a lease from the database and announces the disconnect.
+    async fn forget_lease(&self, l: &LeaseRow, announce: bool) {
         let (cid, nid) = (l.container_id.clone(), l.network_id.clone());
         let _ = self
             .store

@@ -13,7 +13,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlag, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, IpVersion};
 
@@ -94,21 +96,28 @@ async fn add_address(h: &Handle, index: u32, ip: Ipv4Addr, prefix: u8) -> Result
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool> {
     let name = name.to_string();
     run(None, move |h| async move {
-        let mut created = false;
-        let index = match index_of(&h, &name).await? {
-            Some(i) => i,
-            None => {
-                h.link().add().bridge(name.clone()).execute().await?;
-                created = true;
-                index_of(&h, &name)
-                    .await?
-                    .ok_or_else(|| NetlinkError::NoLink(name.clone()))?
-            }
-        };
-        add_address(&h, index, gateway, prefix).await?;
-        h.link().set(index).up().execute().await?;
+        let (_, created) = bridge_up(&h, &name, gateway, prefix).await?;
         Ok(created)
     })
+}
+
+/// [`ensure_bridge`] on an open handle: the bridge's index and whether it
+/// was created now.
+async fn bridge_up(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(u32, bool)> {
+    let mut created = false;
+    let index = match index_of(h, name).await? {
+        Some(i) => i,
+        None => {
+            h.link().add().bridge(name.to_string()).execute().await?;
+            created = true;
+            index_of(h, name)
+                .await?
+                .ok_or_else(|| NetlinkError::NoLink(name.to_string()))?
+        }
+    };
+    add_address(h, index, gateway, prefix).await?;
+    h.link().set(index).up().execute().await?;
+    Ok((index, created))
 }
 
 /// Deletes a link (a bridge, or a veth with its peer); absent is fine.
@@ -140,64 +149,57 @@ pub struct VethSpec {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Makes the veth pair, plugs the host end into the bridge and moves the
-/// other into `netns`, configured. Undoes the pair on failure.
-pub fn add_veth(spec: &VethSpec, netns: &Path) -> Result<()> {
-    let r = plug_veth(spec, netns).and_then(|()| configure_peer(spec, netns));
+/// Makes the veth pair with its host end up on the bridge (created if
+/// missing, with `bridge_addr`) and the other end born inside `netns`,
+/// then configures that end. Undoes the pair on failure.
+///
+/// The peer is created in the namespace rather than moved there: moving
+/// a link between namespaces waits out an RCU grace period (10-20 ms),
+/// the largest cost of a container start on a network.
+pub fn add_veth(spec: &VethSpec, netns: &Path, bridge_addr: (Ipv4Addr, u8)) -> Result<()> {
+    let r = plug_veth(spec, netns, bridge_addr).and_then(|()| configure_peer(spec, netns));
     if r.is_err() {
         let _ = delete_link(&spec.host);
     }
     r
 }
 
-/// The peer's name while it is still on the host.
-fn peer_name(host: &str) -> String {
-    format!("{}p", &host[..host.len().min(14)])
-}
-
-fn plug_veth(spec: &VethSpec, netns: &Path) -> Result<()> {
+fn plug_veth(spec: &VethSpec, netns: &Path, (gateway, prefix): (Ipv4Addr, u8)) -> Result<()> {
     let spec = spec.clone();
     let ns = std::fs::File::open(netns)?;
     run(None, move |h| async move {
-        let peer = peer_name(&spec.host);
-        h.link()
-            .add()
-            .veth(spec.host.clone(), peer.clone())
-            .execute()
-            .await?;
-        let host = index_of(&h, &spec.host)
-            .await?
-            .ok_or_else(|| NetlinkError::NoLink(spec.host.clone()))?;
-        let bridge = index_of(&h, &spec.bridge)
-            .await?
-            .ok_or_else(|| NetlinkError::NoLink(spec.bridge.clone()))?;
-        h.link().set(host).controller(bridge).execute().await?;
-        h.link().set(host).up().execute().await?;
-        let p = index_of(&h, &peer)
-            .await?
-            .ok_or_else(|| NetlinkError::NoLink(peer.clone()))?;
-        h.link()
-            .set(p)
-            .setns_by_fd(ns.as_raw_fd())
-            .execute()
-            .await?;
+        let (bridge, _) = bridge_up(&h, &spec.bridge, gateway, prefix).await?;
+        let mut peer = LinkMessage::default();
+        peer.attributes.extend([
+            LinkAttribute::IfName(spec.ifname.clone()),
+            LinkAttribute::Address(spec.mac.to_vec()),
+            LinkAttribute::NetNsFd(ns.as_raw_fd()),
+        ]);
+        let mut req = h.link().add();
+        let m = req.message_mut();
+        m.header.flags.push(LinkFlag::Up);
+        m.header.change_mask.push(LinkFlag::Up);
+        m.attributes.extend([
+            LinkAttribute::IfName(spec.host.clone()),
+            LinkAttribute::Controller(bridge),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+            ]),
+        ]);
+        req.execute().await?;
         Ok(())
     })
 }
 
+/// Address, up and default route for the end inside the namespace (the
+/// kernel refuses to bring it up at creation, before its peer exists).
 fn configure_peer(spec: &VethSpec, netns: &Path) -> Result<()> {
     let spec = spec.clone();
     run(Some(netns), move |h| async move {
-        let peer = peer_name(&spec.host);
-        let i = index_of(&h, &peer)
+        let i = index_of(&h, &spec.ifname)
             .await?
-            .ok_or_else(|| NetlinkError::NoLink(peer.clone()))?;
-        h.link()
-            .set(i)
-            .name(spec.ifname.clone())
-            .address(spec.mac.to_vec())
-            .execute()
-            .await?;
+            .ok_or_else(|| NetlinkError::NoLink(spec.ifname.clone()))?;
         add_address(&h, i, spec.address, spec.prefix).await?;
         h.link().set(i).up().execute().await?;
         if let Some(lo) = index_of(&h, "lo").await? {
