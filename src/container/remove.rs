@@ -51,14 +51,15 @@ impl ContainerService {
         } else {
             vec![]
         };
-        self.destroy(&c).await?;
+        self.destroy(&c, false).await?;
         self.remove_anonymous_volumes(&anonymous).await;
         Ok(())
     }
 
     /// Row first, then files: a crash in between leaves files only, which
-    /// start-up removes.
-    pub(super) async fn destroy(&self, c: &Container) -> EngineResult<u64> {
+    /// start-up removes. Returns the bytes freed when `measure` (prune
+    /// reports them; a plain removal need not walk the tree).
+    pub(super) async fn destroy(&self, c: &Container, measure: bool) -> EngineResult<u64> {
         let id = c.id().to_string();
         // Normally done at exit already; a no-op then.
         self.network_teardown(&id).await;
@@ -67,7 +68,7 @@ impl ContainerService {
         let dir = self.container_dir(&id);
         let bundle = self.bundle_dir(&id);
         let size = tokio::task::spawn_blocking(move || {
-            let size = dir_size(&dir);
+            let size = if measure { dir_size(&dir) } else { 0 };
             let _ = std::fs::remove_dir_all(&dir);
             let _ = std::fs::remove_dir_all(&bundle);
             size
@@ -116,7 +117,7 @@ impl ContainerService {
             let _g = lock.lock().await;
             match self.get(c.id()).await {
                 Ok(now) if !now.state.running_or_restarting() => {
-                    report.space_reclaimed += self.destroy(&now).await?;
+                    report.space_reclaimed += self.destroy(&now, true).await?;
                     report.deleted.push(now.row.id.clone());
                 }
                 _ => {}

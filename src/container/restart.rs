@@ -141,7 +141,7 @@ impl ContainerService {
             Ok(now) if !now.state.running() => {
                 // As `docker rm -v`: anonymous volumes go with it.
                 let anonymous = self.anonymous_volumes(now.id()).await?;
-                self.destroy(&now).await?;
+                self.destroy(&now, false).await?;
                 self.remove_anonymous_volumes(&anonymous).await;
                 Ok(())
             }
