@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{registry, TestDaemon};
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn busybox() -> String {
     format!("{}/busybox", registry())
@@ -321,6 +321,39 @@ fn exec_api_errors_inspect_and_events() {
     ] {
         assert!(ev.lines().any(|l| l == want), "{want} missing in:\n{ev}");
     }
+
+    // When the container stops, as with dockerd: execs that never ran or
+    // were still running are forgotten (404); a finished one stays
+    // inspectable (until the five-minute clean-up has seen it twice).
+    let r = d.raw("POST", "/containers/apibox/exec", br#"{"Cmd":["true"]}"#);
+    let v: Value = serde_json::from_slice(&r.body).expect("json");
+    let unstarted = v["Id"].as_str().expect("Id").to_string();
+    assert_eq!(exec_inspect(&d, &unstarted)["CanRemove"], false);
+    d.docker_ok(&["stop", "-t", "0", "apibox"]);
+    let r = d.raw("GET", &format!("/exec/{unstarted}/json"), b"");
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    // The running one was killed with the container: its exit is
+    // recorded if its monitor saw it first, else it is forgotten.
+    let r = d.raw("GET", &format!("/exec/{long}/json"), b"");
+    if r.status == 200 {
+        let ins: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(
+            (&ins["Running"], &ins["ExitCode"]),
+            (&json!(false), &json!(137))
+        );
+    } else {
+        assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let ins = exec_inspect(&d, &eid);
+    assert_eq!(ins["ExitCode"], 4, "{ins}");
+    assert_eq!(ins["CanRemove"], false, "{ins}");
+    assert!(
+        !exec_dirs(&d)
+            .iter()
+            .any(|p| p.ends_with(&long) || p.ends_with(&unstarted)),
+        "{:?}",
+        exec_dirs(&d)
+    );
 
     // The exec goes with its container; so does its process.
     d.docker_ok(&["rm", "-f", "apibox"]);

@@ -106,6 +106,19 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         tracing::info!(?report, "networks reconciled");
     }
     {
+        let containers = containers.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::container::exec_gc::EXEC_GC_INTERVAL);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tick.tick().await;
+                if let Err(e) = containers.exec_gc_pass().await {
+                    tracing::warn!(error = %e, "exec clean-up failed");
+                }
+            }
+        });
+    }
+    {
         // Restarts can take a while: the API does not wait for them.
         let containers = containers.clone();
         tokio::spawn(async move {

@@ -64,7 +64,7 @@ pub async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiRe
         "OpenStdin": e.config.attach_stdin,
         "OpenStderr": e.config.attach_stderr,
         "OpenStdout": e.config.attach_stdout,
-        "CanRemove": false,
+        "CanRemove": e.state.can_remove,
         "ContainerID": e.container_id,
         // Go's []byte: base64.
         "DetachKeys": base64::engine::general_purpose::STANDARD.encode(e.detach_keys()),

@@ -74,6 +74,8 @@ pub struct ExecState {
     pub pid: i32,
     /// Why it could not start.
     pub error: String,
+    /// Seen finished by one clean-up pass: the next one deletes it.
+    pub can_remove: bool,
 }
 
 /// An exec as the engine hands it out.
@@ -86,7 +88,7 @@ pub struct Exec {
 }
 
 impl Exec {
-    fn from_row(row: ExecRow) -> Exec {
+    pub(super) fn from_row(row: ExecRow) -> Exec {
         Exec {
             config: serde_json::from_str(&row.config).unwrap_or_default(),
             state: serde_json::from_str(&row.state).unwrap_or_default(),
@@ -305,8 +307,8 @@ impl ContainerService {
             let state = ExecState {
                 running: false,
                 exit_code: Some(126),
-                pid: 0,
                 error: err.to_string(),
+                ..Default::default()
             };
             self.set_exec_state(&e.id, &state).await?;
         }
@@ -330,8 +332,8 @@ impl ContainerService {
                 let state = ExecState {
                     running: false,
                     exit_code: Some(exit_code),
-                    pid: 0,
                     error: message.clone(),
+                    ..Default::default()
                 };
                 self.set_exec_state(&e.id, &state).await?;
                 let message = format!(

@@ -22,6 +22,7 @@ pub mod attach;
 pub mod create;
 pub mod detach_keys;
 pub mod exec;
+pub mod exec_gc;
 pub mod list;
 pub mod log_config;
 pub mod logs;

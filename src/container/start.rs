@@ -280,6 +280,7 @@ impl ContainerService {
         let root = self.cgroup_root.clone();
         let _ = tokio::task::spawn_blocking(move || remove_cgroup(&root, &path)).await;
         self.network_teardown(&id).await;
+        self.forget_unfinished_execs(&id).await;
         self.set_monitor(&id, None);
         // Before waiters hear of the exit: a tmpfs volume is unmounted
         // when `docker run` returns.

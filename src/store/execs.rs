@@ -64,6 +64,11 @@ pub fn set_state(conn: &Connection, id: &str, state: &str) -> EngineResult<()> {
     Ok(())
 }
 
+pub fn delete(conn: &Connection, id: &str) -> EngineResult<()> {
+    conn.execute("DELETE FROM execs WHERE id = ?1", [id])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
