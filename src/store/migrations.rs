@@ -139,6 +139,29 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX port_leases_container ON port_leases(container_id);
     "#,
+    // 7: published UDP ports beside TCP ones (the same host port may be
+    // bound once per protocol), and the container address each port
+    // forwards to, so that the proxies and the DNAT rules agree.
+    r#"
+    CREATE TABLE port_leases_v7 (
+        container_id   TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        proto          TEXT NOT NULL,       -- tcp, udp
+        host_ip        TEXT NOT NULL,
+        host_port      INTEGER NOT NULL,
+        target         TEXT NOT NULL,       -- the container's address
+        PRIMARY KEY (host_ip, host_port, proto)
+    );
+    INSERT INTO port_leases_v7
+        SELECT p.container_id, p.container_port, 'tcp', p.host_ip, p.host_port,
+               COALESCE((SELECT l.address FROM ip_leases l
+                         WHERE l.container_id = p.container_id
+                         ORDER BY l.ifname LIMIT 1), '')
+        FROM port_leases p;
+    DROP TABLE port_leases;
+    ALTER TABLE port_leases_v7 RENAME TO port_leases;
+    CREATE INDEX port_leases_container ON port_leases(container_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> EngineResult<()> {
