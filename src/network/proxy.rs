@@ -10,7 +10,7 @@
 //! find their way back), dropped after [`UDP_IDLE`] without traffic, as
 //! docker-proxy does.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -148,20 +148,28 @@ async fn serve_udp(front: UdpSocket, target: SocketAddr, idle: Duration) {
                 let Ok((n, client)) = got else {
                     continue;
                 };
-                if !flows.contains_key(&client) {
-                    let Ok(upstream) = connect_udp(target).await else {
-                        continue;
-                    };
-                    let flow = Flow { upstream: Arc::new(upstream), last: Arc::new(AtomicU64::new(now())) };
-                    relays.spawn(relay_replies(
-                        front.clone(), flow.upstream.clone(), client, flow.last.clone(), idle, now,
-                    ));
-                    flows.insert(client, flow);
-                }
-                if let Some(flow) = flows.get(&client) {
-                    flow.last.store(now(), Ordering::Relaxed);
-                    let _ = flow.upstream.send(&buf[..n]).await;
-                }
+                let flow = match flows.entry(client) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        let Ok(upstream) = connect_udp(target).await else {
+                            continue;
+                        };
+                        let upstream = Arc::new(upstream);
+                        let last = Arc::new(AtomicU64::new(now()));
+                        let relay = relay_replies(
+                            front.clone(),
+                            upstream.clone(),
+                            client,
+                            last.clone(),
+                            idle,
+                            now,
+                        );
+                        relays.spawn(relay);
+                        e.insert(Flow { upstream, last })
+                    }
+                };
+                flow.last.store(now(), Ordering::Relaxed);
+                let _ = flow.upstream.send(&buf[..n]).await;
             }
             Some(Ok(client)) = relays.join_next(), if !relays.is_empty() => {
                 flows.remove(&client);
