@@ -259,7 +259,17 @@ fn dnat_from_the_host_to_our_bridge_gateway() {
         .unwrap_or_else(|| panic!("no DNAT line in\n{listing}"));
     assert!(hits > 0, "the DNAT rule saw no packet:\n{listing}");
 
+    // Disconnected from the network its ports go through, the container
+    // keeps running elsewhere without them.
+    d.docker_ok(&["network", "create", "--subnet", &d.net.subnet(1), "other"]);
+    d.docker_ok(&["network", "connect", "other", "web"]);
+    d.docker_ok(&["network", "disconnect", "bridge", "web"]);
+    assert_eq!(port_rules(&d), Vec::<String>::new());
+    assert_eq!(d.docker_ok(&["port", "web"]).trim(), "");
+    TcpListener::bind((gw.as_str(), port)).expect("the port is free again");
+
     d.docker_ok(&["rm", "-f", "web"]);
+    d.docker_ok(&["network", "rm", "other"]);
     assert_eq!(port_rules(&d), Vec::<String>::new());
 }
 

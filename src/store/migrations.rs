@@ -194,4 +194,28 @@ mod tests {
             .unwrap();
         assert_eq!(v, latest_version());
     }
+
+    #[test]
+    fn port_leases_of_version_6_become_tcp_with_their_target() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO networks VALUES ('n', 'bridge', 'bridge', '{}', 0);
+             INSERT INTO ip_leases VALUES ('n', '172.30.0.2', 'c', 'e', 'm', 'eth0', 'v');
+             INSERT INTO port_leases VALUES ('c', 80, '127.0.0.1', 8080);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (String, String, u16) = conn
+            .query_row(
+                "SELECT proto, target, host_port FROM port_leases WHERE container_id = 'c'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("tcp".into(), "172.30.0.2".into(), 8080));
+    }
 }
