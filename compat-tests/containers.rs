@@ -164,8 +164,8 @@ fn run_logs_wait_ps_inspect_prune() {
         "{e}"
     );
     // Options we do not serve are named.
-    let e = d.docker_fails(&["create", "-p", "53:53/udp", &b, "true"]);
-    assert!(e.contains("is not supported by mydocker yet"), "{e}");
+    let e = d.docker_fails(&["create", "-p", "53:53/sctp", &b, "true"]);
+    assert!(e.contains("publishing sctp ports is not supported"), "{e}");
     let e = d.docker_fails(&["create", "-m", "1m", &b, "true"]);
     assert!(e.contains("Minimum memory limit allowed is 6MB"), "{e}");
 

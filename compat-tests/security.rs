@@ -422,11 +422,6 @@ fn devices_groups_dns_and_hosts() {
     assert!(hosts.contains("\n192.0.2.10\tdb.local\n"), "{hosts}");
     assert!(hosts.contains("\n2001:db8::1\tv6host\n"), "{hosts}");
     assert_eq!(names, "web\nexample.org\n");
-    refused(
-        &d,
-        &["--add-host", "gw:host-gateway"],
-        "host-gateway is not supported by mydocker yet",
-    );
     let (status, msg) = create_raw(&d, serde_json::json!({"Dns": ["not-an-ip"]}));
     assert_eq!(
         (status, msg.as_str()),

@@ -62,8 +62,9 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<Q>) -> ApiResult<Js
         let points = mounts.get(c.id()).map(Vec::as_slice).unwrap_or(&[]);
         let mut v = summary_json(&c, now, points);
         let ports = s.containers.published_ports(&c).await;
-        if !ports.is_empty() {
-            v["Ports"] = super::networks::ps_ports_json(&ports);
+        let exposed = exposed_while_running(&c);
+        if !ports.is_empty() || !exposed.is_empty() {
+            v["Ports"] = super::networks::ps_ports_json(&ports, &exposed);
         }
         if with_size {
             add_sizes(&s, &c, &mut v).await?;
@@ -116,7 +117,8 @@ pub async fn dispatch(
                 v["NetworkSettings"] = super::networks::settings_json(&eps, &key);
             }
             let ports = s.containers.published_ports(&c).await;
-            v["NetworkSettings"]["Ports"] = super::networks::ports_json(&ports);
+            v["NetworkSettings"]["Ports"] =
+                super::networks::ports_json(&ports, &exposed_while_running(&c));
             if params::flag(&q, "size") {
                 add_sizes(&s, &c, &mut v).await?;
             }
@@ -552,4 +554,13 @@ fn inspect_json(s: &AppState, c: &Container, mounts: &[MountPoint]) -> Value {
             }},
         },
     })
+}
+
+/// The exposed ports dockerd lists beside the published ones, which it
+/// does while the container runs.
+fn exposed_while_running(c: &crate::container::Container) -> Vec<String> {
+    match &c.config.exposed_ports {
+        Some(p) if c.state.running() => p.keys().cloned().collect(),
+        _ => vec![],
+    }
 }

@@ -17,6 +17,7 @@ use super::AppState;
 use crate::network::endpoint::{EndpointConfig, EndpointView};
 use crate::network::ipam::PoolRequest;
 use crate::network::manage::CreateNetwork;
+use crate::network::ports::PortMapping;
 use crate::network::Network;
 
 fn parse_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
@@ -154,7 +155,10 @@ pub async fn disconnect(
     if container.is_empty() {
         return Err(ApiError::bad_request("no container specified"));
     }
-    s.containers.disconnect_network(&id, &container).await?;
+    let force = m.get("Force").and_then(Value::as_bool).unwrap_or(false);
+    s.containers
+        .disconnect_network(&id, &container, force)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -278,13 +282,19 @@ pub fn settings_json(endpoints: &[EndpointView], sandbox_key: &str) -> Value {
     out
 }
 
-/// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp", "HostPort"}]}`.
-pub fn ports_json(ports: &[crate::network::ports::PortMapping]) -> Value {
+/// `NetworkSettings.Ports` of a running container:
+/// `{"80/tcp": [{"HostIp", "HostPort"}]}`, and `null` for an exposed port
+/// that is not published.
+pub fn ports_json(ports: &[PortMapping], exposed: &[String]) -> Value {
     let mut out = Map::new();
+    for key in exposed {
+        out.insert(key.clone(), Value::Null);
+    }
     for p in ports {
-        let entry = out
-            .entry(format!("{}/tcp", p.container_port))
-            .or_insert_with(|| json!([]));
+        let entry = out.entry(p.key()).or_insert(Value::Null);
+        if entry.is_null() {
+            *entry = json!([]);
+        }
         if let Value::Array(a) = entry {
             a.push(json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }));
         }
@@ -292,19 +302,28 @@ pub fn ports_json(ports: &[crate::network::ports::PortMapping]) -> Value {
     Value::Object(out)
 }
 
-/// `Ports` of `docker ps`: `[{"IP", "PrivatePort", "PublicPort", "Type"}]`.
-pub fn ps_ports_json(ports: &[crate::network::ports::PortMapping]) -> Value {
-    Value::Array(
-        ports
-            .iter()
-            .map(|p| {
-                json!({
-                    "IP": p.host_ip.to_string(),
-                    "PrivatePort": p.container_port,
-                    "PublicPort": p.host_port,
-                    "Type": "tcp",
-                })
+/// `Ports` of `docker ps`: `[{"IP", "PrivatePort", "PublicPort", "Type"}]`,
+/// exposed ports that are not published with only `PrivatePort` and `Type`.
+pub fn ps_ports_json(ports: &[PortMapping], exposed: &[String]) -> Value {
+    let mut out: Vec<Value> = ports
+        .iter()
+        .map(|p| {
+            json!({
+                "IP": p.host_ip.to_string(),
+                "PrivatePort": p.container_port,
+                "PublicPort": p.host_port,
+                "Type": p.proto.as_str(),
             })
-            .collect(),
-    )
+        })
+        .collect();
+    for key in exposed {
+        if ports.iter().any(|p| p.key() == *key) {
+            continue;
+        }
+        let Ok((port, proto)) = crate::network::ports::container_port(key) else {
+            continue;
+        };
+        out.push(json!({ "PrivatePort": port, "Type": proto.as_str() }));
+    }
+    Value::Array(out)
 }

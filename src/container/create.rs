@@ -443,7 +443,10 @@ impl ContainerService {
             .await?;
 
         let id = new_id();
-        let endpoints = self.plan_networks(&id, &req.host_config, &req.raw).await?;
+        let exposed = cfg.exposed_ports.clone().unwrap_or_default();
+        let endpoints = self
+            .plan_networks(&id, &req.host_config, &req.raw, &exposed)
+            .await?;
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_string();
         }

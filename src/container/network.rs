@@ -45,6 +45,7 @@ impl ContainerService {
         id: &str,
         host_config: &serde_json::Map<String, Value>,
         raw: &serde_json::Map<String, Value>,
+        exposed: &BTreeMap<String, Value>,
     ) -> EngineResult<Vec<EndpointRow>> {
         let mode = mode_of(&Value::Object(host_config.clone()));
         if let Some(target) = mode.strip_prefix("container:") {
@@ -54,7 +55,7 @@ impl ContainerService {
             return Ok(vec![]);
         };
         // Bad port bindings are the caller's mistake, refused now.
-        crate::network::ports::mappings(&Value::Object(host_config.clone()), &BTreeMap::new())?;
+        crate::network::ports::requests(&Value::Object(host_config.clone()), exposed)?;
         let endpoints: BTreeMap<String, EndpointConfig> = raw
             .get("NetworkingConfig")
             .and_then(|n| n.get("EndpointsConfig"))
@@ -97,7 +98,7 @@ impl ContainerService {
         };
         let wired = net.setup(c.id()).await?;
         let exposed = c.config.exposed_ports.clone().unwrap_or_default();
-        let published = match crate::network::ports::mappings(&c.host_config, &exposed) {
+        let published = match crate::network::ports::requests(&c.host_config, &exposed) {
             Ok(maps) => net.publish(c.id(), &c.row.name, &maps).await,
             Err(e) => Err(e),
         };
@@ -142,11 +143,30 @@ impl ContainerService {
         Ok(())
     }
 
-    /// `POST /networks/{id}/disconnect`.
-    pub async fn disconnect_network(&self, network: &str, container: &str) -> EngineResult<()> {
+    /// `POST /networks/{id}/disconnect`; with `force`, a container that
+    /// is gone may still have its leftovers on the network removed.
+    pub async fn disconnect_network(
+        &self,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> EngineResult<()> {
         let net = self.require_network()?;
-        let c = self.get(container).await?;
+        let c = match self.get(container).await {
+            Ok(c) => c,
+            Err(EngineError::NotFound(_)) if force => {
+                return net.force_endpoint_delete(container, network).await
+            }
+            Err(e) => return Err(e),
+        };
         net.disconnect(c.id(), network).await
+    }
+
+    /// What `host-gateway` in `ExtraHosts` stands for: the default
+    /// bridge's gateway address, as dockerd has it.
+    pub(super) async fn host_gateway_ip(&self) -> Option<std::net::IpAddr> {
+        let net = self.network()?.get("bridge").await.ok()?;
+        Some(net.pool()?.gateway.into())
     }
 
     /// A running container's published ports.

@@ -7,7 +7,9 @@
 //! messages (400) before anything is stored; [`plan`] turns the stored
 //! HostConfig into the runtime spec at start; [`StartOptions`] carries what
 //! needs the image's files or the host's `/dev` to the blocking part of the
-//! start, and renders `/etc/hosts` and `/etc/resolv.conf`.
+//! start, and renders `/etc/hosts` and `/etc/resolv.conf` (an `ExtraHosts`
+//! address of `host-gateway` becomes the default bridge's gateway, given
+//! by the caller, as dockerd does).
 //!
 //! `Devices` are made as nodes on both cgroup versions, but the devices
 //! cgroup only enforces access on v1: on v2 that takes an eBPF program we
@@ -15,7 +17,7 @@
 //!
 //! Not applied, and refused rather than ignored: seccomp and AppArmor
 //! profiles (we load none, so only `unconfined` is accepted, which is what
-//! every container gets), SELinux labels, `host-gateway`.
+//! every container gets), SELinux labels.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -369,6 +371,9 @@ fn check_sysctl(key: &str, own_netns: bool) -> EngineResult<()> {
     )))
 }
 
+/// The `ExtraHosts` address that stands for the host's gateway address.
+const HOST_GATEWAY: &str = "host-gateway";
+
 /// One `ExtraHosts` entry as (name, address), like dockerd's
 /// `ValidateExtraHost` (`name:ip` or `name=ip`).
 fn extra_host(entry: &str) -> EngineResult<(String, String)> {
@@ -380,10 +385,8 @@ fn extra_host(entry: &str) -> EngineResult<(String, String)> {
     let Some((name, addr)) = split.filter(|(n, _)| !n.is_empty() && !n.contains(':')) else {
         return Err(invalid(format!("bad format for add-host: {entry:?}")));
     };
-    if addr == "host-gateway" {
-        return Err(invalid(format!(
-            "add-host {entry:?}: host-gateway is not supported by mydocker yet (no bridge network)"
-        )));
+    if addr == HOST_GATEWAY {
+        return Ok((name.to_string(), addr.to_string()));
     }
     let bare = addr
         .strip_prefix('[')
@@ -444,6 +447,29 @@ pub fn plan(hc: &Value, spec: &mut ContainerSpec) -> EngineResult<StartOptions> 
 }
 
 impl StartOptions {
+    /// Whether an `ExtraHosts` entry names `host-gateway`.
+    pub fn wants_host_gateway(&self) -> bool {
+        self.extra_hosts.iter().any(|(_, a)| a == HOST_GATEWAY)
+    }
+
+    /// Puts `gateway` where `ExtraHosts` says `host-gateway`; without one,
+    /// dockerd's error.
+    pub fn resolve_host_gateway(&mut self, gateway: Option<IpAddr>) -> EngineResult<()> {
+        for (_, addr) in self
+            .extra_hosts
+            .iter_mut()
+            .filter(|(_, a)| a == HOST_GATEWAY)
+        {
+            let Some(ip) = gateway else {
+                return Err(EngineError::InvalidParameter(
+                    "unable to derive the IP value for host-gateway".into(),
+                ));
+            };
+            *addr = ip.to_string();
+        }
+        Ok(())
+    }
+
     /// The parts that read files: supplementary groups from the image's
     /// `/etc/group` (the user's memberships, then `GroupAdd`), and the
     /// device nodes (`Devices`; every host device when privileged).
@@ -845,7 +871,10 @@ mod tests {
             err(r#"{"ExtraHosts":["h:1.2.3.x"]}"#),
             r#"invalid IP address in add-host: "1.2.3.x""#
         );
-        assert!(err(r#"{"ExtraHosts":["h:host-gateway"]}"#).contains("host-gateway"));
+        assert_eq!(
+            extra_host("h:host-gateway").unwrap(),
+            ("h".into(), "host-gateway".into())
+        );
         assert_eq!(extra_host("h=::1").unwrap(), ("h".into(), "::1".into()));
         assert_eq!(
             extra_host("h:[fe80::1]").unwrap(),
@@ -905,6 +934,24 @@ mod tests {
             opts.resolv_conf("nameserver 1.1.1.1\nsearch a b\n"),
             "nameserver 1.1.1.1\n"
         );
+    }
+
+    #[test]
+    fn host_gateway_becomes_the_given_address() {
+        let hc = serde_json::json!({"ExtraHosts": ["gw:host-gateway", "db:10.0.0.2"]});
+        let mut opts = plan(&hc, &mut ContainerSpec::default()).unwrap();
+        assert!(opts.wants_host_gateway());
+        let mut none = opts.clone();
+        assert_eq!(
+            none.resolve_host_gateway(None).unwrap_err().to_string(),
+            "unable to derive the IP value for host-gateway"
+        );
+        opts.resolve_host_gateway(Some("172.30.7.1".parse().unwrap()))
+            .unwrap();
+        assert!(!opts.wants_host_gateway());
+        assert!(opts
+            .hosts_file()
+            .ends_with("172.30.7.1\tgw\n10.0.0.2\tdb\n"));
     }
 
     #[test]

@@ -67,8 +67,13 @@ impl ContainerService {
             return Ok(());
         }
         let image = self.images.resolve(&c.row.image_id).await?;
-        let mounts = self.mount_specs(&c).await;
+        // Planned before the mounts: an error here leaves nothing to undo.
         let mut plan = self.plan(&c, self.images.layer_paths(&image))?;
+        if plan.security.wants_host_gateway() {
+            let gateway = self.host_gateway_ip().await;
+            plan.security.resolve_host_gateway(gateway)?;
+        }
+        let mounts = self.mount_specs(&c).await;
         let id = c.id().to_string();
         match mounts {
             Ok(m) => plan.spec.mounts = m,

@@ -392,6 +392,7 @@ impl NetworkService {
             })
             .await?;
         for l in leases.iter().filter(|l| l.network_id == net.id) {
+            self.unpublish_to(container_id, &l.address).await;
             self.release(l, true).await;
         }
         if !had {
@@ -399,6 +400,33 @@ impl NetworkService {
                 "container {container_id} is not connected to network {}",
                 net.name
             )));
+        }
+        Ok(())
+    }
+
+    /// `POST /networks/{id}/disconnect` with `Force` naming a container
+    /// that no longer exists: what it left on the network (its address,
+    /// veth and published ports) goes, like dockerd's forced endpoint
+    /// delete. `name` is its full ID or a prefix unique on the network.
+    pub async fn force_endpoint_delete(&self, name: &str, network: &str) -> EngineResult<()> {
+        let net = self.get(network).await?;
+        let _g = self.lock.lock().await;
+        let nid = net.id.clone();
+        let leases = self
+            .store
+            .call(move |conn| rows::leases_on(conn, &nid))
+            .await?;
+        let owners: HashSet<&str> = leases
+            .iter()
+            .map(|l| l.container_id.as_str())
+            .filter(|id| !name.is_empty() && id.starts_with(name))
+            .collect();
+        let [owner] = owners.into_iter().collect::<Vec<_>>()[..] else {
+            return Err(EngineError::NotFound(format!("endpoint {name} not found")));
+        };
+        for l in leases.iter().filter(|l| l.container_id == owner) {
+            self.unpublish_to(owner, &l.address).await;
+            self.release(l, true).await;
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! - [`subnet`] and [`ipam`]: address arithmetic, subnet choice and
 //!   address allocation (pure);
 //! - [`netlink`], [`netns`], [`iptables`]: the kernel side;
-//! - [`ports`]: published ports and their userland proxies;
+//! - [`ports`], [`proxy`], [`publish`]: published ports as asked, their
+//!   userland proxy, and their lifecycle with a container (leases in
+//!   SQLite, DNAT rules in [`iptables`]);
 //! - [`model`]: the `Network` type and its JSON config;
 //! - [`manage`]: create, remove, prune, list (the `/networks` verbs);
 //! - [`endpoint`]: a container's attachments: planned at create, wired
@@ -25,6 +27,7 @@ pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod ports;
+pub mod proxy;
 pub mod publish;
 pub mod reconcile;
 pub mod subnet;
@@ -74,7 +77,7 @@ pub struct NetworkService {
     netns_dir: PathBuf,
     lock: tokio::sync::Mutex<()>,
     /// The userland proxies of each container's published ports.
-    proxies: std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>>,
+    proxies: std::sync::Mutex<std::collections::HashMap<String, publish::Proxies>>,
 }
 
 impl NetworkService {
@@ -150,7 +153,8 @@ impl NetworkService {
             .publish(Event::new("network", action, &n.id, attrs));
     }
 
-    /// The bridge networks as the iptables rules see them.
+    /// The bridge networks and published ports as the iptables rules see
+    /// them, loaded.
     async fn reload_rules(&self) -> EngineResult<()> {
         let nets = self.all().await?;
         let rules: Vec<iptables::BridgeRules> = nets
@@ -163,8 +167,9 @@ impl NetworkService {
                 })
             })
             .collect();
+        let ports = self.port_rules(&nets).await?;
         let prefix = self.settings.chain_prefix.clone();
-        tokio::task::spawn_blocking(move || iptables::apply(&prefix, &rules))
+        tokio::task::spawn_blocking(move || iptables::apply(&prefix, &rules, &ports))
             .await
             .map_err(EngineError::internal)?
             .map_err(|e| EngineError::Internal(format!("iptables: {e}")))

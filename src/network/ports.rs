@@ -1,98 +1,167 @@
-//! Published ports: the mappings a container asks for (`PortBindings`,
-//! and with `PublishAllPorts` every exposed port on an ephemeral host
-//! port), and the userland proxy that serves them: a listener per mapping
-//! in the daemon, forwarding each connection to the container's address.
-//! Listeners are bound before anything is recorded, so a port in use
-//! fails the start with nothing half-wired; the bound ports are kept in
-//! SQLite (`port_leases`) so that a restarted daemon binds the same ones
-//! again for containers that kept running.
+//! Published ports as a container asks for them: `PortBindings` (host IP,
+//! host port or port range, tcp/udp) and, with `PublishAllPorts`, every
+//! exposed port on an ephemeral host port. Checked with dockerd's words at
+//! create and turned into requests at start; [`super::proxy`] binds them
+//! and [`super::publish`] records and serves them.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 
 use crate::error::{EngineError, EngineResult};
 
-/// One published TCP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Proto> {
+        match s {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One port to publish, as asked.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRequest {
+    pub container_port: u16,
+    pub proto: Proto,
+    pub host_ip: Ipv4Addr,
+    /// The host ports to try in order, `first..=last`; `(0, 0)` is any
+    /// free (ephemeral) port.
+    pub host_ports: (u16, u16),
+}
+
+/// One published port, as bound.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PortMapping {
     pub container_port: u16,
+    pub proto: Proto,
     pub host_ip: Ipv4Addr,
-    /// 0: any free port.
     pub host_port: u16,
 }
 
-/// `80/tcp` (or `80`) to the port; other protocols are refused.
-fn container_port(key: &str) -> EngineResult<u16> {
-    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-    if proto != "tcp" {
-        return Err(EngineError::InvalidParameter(format!(
-            "publishing {proto} ports is not supported by mydocker yet"
-        )));
+impl PortMapping {
+    /// `80/tcp`, the key of `NetworkSettings.Ports`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.proto)
     }
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| EngineError::InvalidParameter(format!("invalid port: {key}")))
 }
 
-/// The mappings of `HostConfig` (`PortBindings`, `PublishAllPorts`) over
-/// the container's exposed ports.
-pub fn mappings(
+fn bad_spec(spec: &str) -> EngineError {
+    EngineError::InvalidParameter(format!("invalid port specification: {spec:?}"))
+}
+
+/// `80/tcp` (or `80`, tcp) to the port and protocol.
+pub fn container_port(key: &str) -> EngineResult<(u16, Proto)> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "sctp" => {
+            return Err(EngineError::InvalidParameter(format!(
+                "publishing sctp ports is not supported by mydocker: {key}"
+            )))
+        }
+        p => Proto::parse(p).ok_or_else(|| bad_spec(key))?,
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad_spec(port))?;
+    Ok((port, proto))
+}
+
+/// `HostPort`: empty or `0` for an ephemeral port, `N`, or a range
+/// `A-B` to pick the first free port from.
+fn host_ports(spec: &str) -> EngineResult<(u16, u16)> {
+    let port = |s: &str| s.parse::<u16>().map_err(|_| bad_spec(spec));
+    match spec.split_once('-') {
+        _ if spec.is_empty() => Ok((0, 0)),
+        None => Ok((port(spec)?, port(spec)?)),
+        Some((a, b)) => {
+            let (a, b) = (port(a)?, port(b)?);
+            if a == 0 || b < a {
+                return Err(bad_spec(spec));
+            }
+            Ok((a, b))
+        }
+    }
+}
+
+fn host_ip(key: &str, ip: &str) -> EngineResult<Ipv4Addr> {
+    match ip {
+        "" => Ok(Ipv4Addr::UNSPECIFIED),
+        ip => match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => Ok(v4),
+            _ => Err(EngineError::InvalidParameter(format!(
+                "invalid host IP for port {key}: {ip:?} (IPv4 only)"
+            ))),
+        },
+    }
+}
+
+/// The requests of `HostConfig` (`PortBindings`, `PublishAllPorts`) over
+/// the container's exposed ports, as dockerd reads them: a binding list
+/// publishes each of its entries; with `PublishAllPorts`, exposed ports
+/// without bindings get an ephemeral port.
+pub fn requests(
     host_config: &Value,
     exposed: &BTreeMap<String, Value>,
-) -> EngineResult<Vec<PortMapping>> {
+) -> EngineResult<Vec<PortRequest>> {
     let mut out = vec![];
     let bindings = host_config
         .get("PortBindings")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    let mut bound = std::collections::HashSet::new();
     for (key, list) in &bindings {
-        let cport = container_port(key)?;
+        let (container_port, proto) = container_port(key)?;
         let list = list.as_array().cloned().unwrap_or_default();
-        let list = if list.is_empty() {
-            vec![Value::Null]
-        } else {
-            list
-        };
+        if !list.is_empty() {
+            bound.insert((container_port, proto));
+        }
         for b in list {
             let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or("");
             let port = b.get("HostPort").and_then(Value::as_str).unwrap_or("");
-            let host_ip = match ip {
-                "" => Ipv4Addr::UNSPECIFIED,
-                ip => match ip.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(v4)) => v4,
-                    _ => {
-                        return Err(EngineError::InvalidParameter(format!(
-                            "invalid host IP for port {key}: {ip:?} (IPv4 only)"
-                        )))
-                    }
-                },
-            };
-            let host_port = match port {
-                "" | "0" => 0,
-                p => p.parse::<u16>().map_err(|_| {
-                    EngineError::InvalidParameter(format!("invalid host port for {key}: {p:?}"))
-                })?,
-            };
-            out.push(PortMapping {
-                container_port: cport,
-                host_ip,
-                host_port,
+            out.push(PortRequest {
+                container_port,
+                proto,
+                host_ip: host_ip(key, ip)?,
+                host_ports: host_ports(port)?,
             });
         }
     }
     if host_config.get("PublishAllPorts").and_then(Value::as_bool) == Some(true) {
         for key in exposed.keys() {
-            if bindings.contains_key(key) || key.ends_with("/udp") || key.ends_with("/sctp") {
+            let (container_port, proto) = container_port(key)?;
+            if bound.contains(&(container_port, proto)) {
                 continue;
             }
-            out.push(PortMapping {
-                container_port: container_port(key)?,
+            out.push(PortRequest {
+                container_port,
+                proto,
                 host_ip: Ipv4Addr::UNSPECIFIED,
-                host_port: 0,
+                host_ports: (0, 0),
             });
         }
     }
@@ -101,124 +170,96 @@ pub fn mappings(
     Ok(out)
 }
 
-/// Binds every mapping, all or none; errors in dockerd's words.
-pub async fn bind_all(
-    endpoint: &str,
-    maps: &[PortMapping],
-) -> EngineResult<Vec<(PortMapping, tokio::net::TcpListener)>> {
-    let mut bound = vec![];
-    for m in maps {
-        let addr = SocketAddr::new(IpAddr::V4(m.host_ip), m.host_port);
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                let port = l.local_addr().map(|a| a.port()).unwrap_or(m.host_port);
-                bound.push((
-                    PortMapping {
-                        host_port: port,
-                        ..m.clone()
-                    },
-                    l,
-                ));
-            }
-            Err(e) => {
-                let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-                    "bind: address already in use".to_string()
-                } else {
-                    e.to_string()
-                };
-                return Err(EngineError::Internal(format!(
-                    "driver failed programming external connectivity on endpoint {endpoint}: Error starting userland proxy: listen tcp4 {addr}: {why}"
-                )));
-            }
-        }
-    }
-    Ok(bound)
-}
-
-/// Serves one listener: each connection is piped to `target`.
-pub fn spawn_proxy(
-    listener: tokio::net::TcpListener,
-    target: SocketAddr,
-) -> tokio::task::AbortHandle {
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
-                    let _ = client.set_nodelay(true);
-                    let _ = upstream.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
-            });
-        }
-    })
-    .abort_handle()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn m(container_port: u16, host_ip: Ipv4Addr, host_port: u16) -> PortMapping {
-        PortMapping {
-            container_port,
-            host_ip,
-            host_port,
+    fn r(port: u16, proto: Proto, ip: Ipv4Addr, ports: (u16, u16)) -> PortRequest {
+        PortRequest {
+            container_port: port,
+            proto,
+            host_ip: ip,
+            host_ports: ports,
         }
     }
 
     #[test]
-    fn bindings_and_publish_all() {
+    fn bindings_ranges_udp_and_publish_all() {
         let hc = json!({
             "PortBindings": {
                 "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}],
                 "443/tcp": [{"HostIp": "", "HostPort": ""}],
+                "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "15353"}],
+                "8080/tcp": [{"HostPort": "18000-18010"}],
+                "9999/tcp": [],
             },
             "PublishAllPorts": true,
         });
         let exposed: BTreeMap<String, Value> = [
             ("80/tcp".to_string(), json!({})),
             ("9000/tcp".to_string(), json!({})),
+            ("9000/udp".to_string(), json!({})),
+            ("9999/tcp".to_string(), json!({})),
         ]
         .into();
-        let any = Ipv4Addr::UNSPECIFIED;
+        let (any, lo) = (Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST);
+        use Proto::*;
         assert_eq!(
-            mappings(&hc, &exposed).unwrap(),
+            requests(&hc, &exposed).unwrap(),
             vec![
-                m(80, Ipv4Addr::LOCALHOST, 18080),
-                m(443, any, 0),
-                m(9000, any, 0)
+                r(53, Udp, lo, (15353, 15353)),
+                r(80, Tcp, lo, (18080, 18080)),
+                r(443, Tcp, any, (0, 0)),
+                r(8080, Tcp, any, (18000, 18010)),
+                r(9000, Tcp, any, (0, 0)),
+                r(9000, Udp, any, (0, 0)),
+                // An empty binding list publishes only with -P.
+                r(9999, Tcp, any, (0, 0)),
             ]
         );
-        assert!(mappings(&json!({}), &exposed).unwrap().is_empty());
+        assert!(requests(&json!({}), &exposed).unwrap().is_empty());
+        let empty_list = json!({"PortBindings": {"80/tcp": []}});
+        assert!(requests(&empty_list, &exposed).unwrap().is_empty());
     }
 
     #[test]
-    fn bad_bindings_are_refused() {
+    fn bad_bindings_are_refused_in_dockerds_words() {
         let e = BTreeMap::new();
-        for hc in [
-            json!({"PortBindings": {"53/udp": [{}]}}),
-            json!({"PortBindings": {"x/tcp": [{}]}}),
-            json!({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}),
-            json!({"PortBindings": {"80/tcp": [{"HostIp": "::1"}]}}),
+        for (hc, want) in [
+            (
+                json!({"PortBindings": {"x/tcp": [{}]}}),
+                r#"invalid port specification: "x""#,
+            ),
+            (
+                json!({"PortBindings": {"0/tcp": [{}]}}),
+                r#"invalid port specification: "0""#,
+            ),
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}),
+                r#"invalid port specification: "99999""#,
+            ),
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostPort": "18010-18000"}]}}),
+                r#"invalid port specification: "18010-18000""#,
+            ),
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostPort": "1-x"}]}}),
+                r#"invalid port specification: "1-x""#,
+            ),
+            (
+                json!({"PortBindings": {"80/tcp": [{"HostIp": "::1"}]}}),
+                "IPv4 only",
+            ),
+            (json!({"PortBindings": {"80/sctp": [{}]}}), "sctp"),
+            (
+                json!({"PortBindings": {"80/xyz": [{}]}}),
+                "invalid port specification",
+            ),
         ] {
-            assert!(mappings(&hc, &e).is_err(), "{hc}");
+            let err = requests(&hc, &e).unwrap_err();
+            assert!(matches!(err, EngineError::InvalidParameter(_)), "{hc}");
+            assert!(err.to_string().contains(want), "{hc}: {err}");
         }
-    }
-
-    #[tokio::test]
-    async fn a_taken_port_fails_the_whole_set() {
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = taken.local_addr().unwrap().port();
-        let maps = [
-            m(1, Ipv4Addr::LOCALHOST, 0),
-            m(2, Ipv4Addr::LOCALHOST, port),
-        ];
-        let e = bind_all("web", &maps).await.unwrap_err().to_string();
-        assert!(e.contains("address already in use"), "{e}");
-        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 }

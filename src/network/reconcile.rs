@@ -1,8 +1,9 @@
 //! Start-up: the predefined networks exist (the default bridge on the
 //! configured device and subnet), every bridge network has its device,
-//! the iptables chains match the networks, and nothing is left of
-//! containers that no longer run: their leases, veths and pinned
-//! namespaces go, as do veths on our bridges that no lease names.
+//! nothing is left of containers that no longer run (their leases, port
+//! leases, veths and pinned namespaces go, as do veths on our bridges
+//! that no lease names), the ports of those that kept running are served
+//! again, and the iptables chains then match the networks and ports.
 
 use std::collections::HashSet;
 
@@ -30,10 +31,6 @@ impl NetworkService {
                 tracing::warn!(network = %net.name, error = %e, "cannot set up the bridge");
             }
         }
-        if let Err(e) = self.reload_rules().await {
-            // Containers still get addresses; only NAT and isolation lack.
-            tracing::warn!(error = %e, "cannot load the iptables rules");
-        }
 
         let mut report = ReconcileReport::default();
         let leases = self.store.call(|conn| rows::all_leases(conn)).await?;
@@ -47,6 +44,12 @@ impl NetworkService {
             }
         }
         self.republish(running).await?;
+        // Rendered from what is left: exactly the rules of the networks
+        // and of the ports still published, whatever a crash left behind.
+        if let Err(e) = self.reload_rules().await {
+            // Containers still get addresses; only NAT and isolation lack.
+            tracing::warn!(error = %e, "cannot load the iptables rules");
+        }
         let dir = self.netns_dir.clone();
         let running2 = running.clone();
         report.removed_netns = tokio::task::spawn_blocking(move || {

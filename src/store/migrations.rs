@@ -139,6 +139,29 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX port_leases_container ON port_leases(container_id);
     "#,
+    // 7: published UDP ports beside TCP ones (the same host port may be
+    // bound once per protocol), and the container address each port
+    // forwards to, so that the proxies and the DNAT rules agree.
+    r#"
+    CREATE TABLE port_leases_v7 (
+        container_id   TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        proto          TEXT NOT NULL,       -- tcp, udp
+        host_ip        TEXT NOT NULL,
+        host_port      INTEGER NOT NULL,
+        target         TEXT NOT NULL,       -- the container's address
+        PRIMARY KEY (host_ip, host_port, proto)
+    );
+    INSERT INTO port_leases_v7
+        SELECT p.container_id, p.container_port, 'tcp', p.host_ip, p.host_port,
+               COALESCE((SELECT l.address FROM ip_leases l
+                         WHERE l.container_id = p.container_id
+                         ORDER BY l.ifname LIMIT 1), '')
+        FROM port_leases p;
+    DROP TABLE port_leases;
+    ALTER TABLE port_leases_v7 RENAME TO port_leases;
+    CREATE INDEX port_leases_container ON port_leases(container_id);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> EngineResult<()> {
@@ -170,5 +193,29 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, latest_version());
+    }
+
+    #[test]
+    fn port_leases_of_version_6_become_tcp_with_their_target() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO networks VALUES ('n', 'bridge', 'bridge', '{}', 0);
+             INSERT INTO ip_leases VALUES ('n', '172.30.0.2', 'c', 'e', 'm', 'eth0', 'v');
+             INSERT INTO port_leases VALUES ('c', 80, '127.0.0.1', 8080);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (String, String, u16) = conn
+            .query_row(
+                "SELECT proto, target, host_port FROM port_leases WHERE container_id = 'c'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("tcp".into(), "172.30.0.2".into(), 8080));
     }
 }

@@ -197,27 +197,73 @@ pub fn all_leases(conn: &Connection) -> EngineResult<Vec<LeaseRow>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// A bound published port: (container, container port, host IP, host port).
-pub type PortLease = (String, u16, String, u16);
+/// A bound published port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortLease {
+    pub container_id: String,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    /// The container address the port forwards to.
+    pub target: String,
+}
+
+const PORT_COLS: &str = "container_id, container_port, proto, host_ip, host_port, target";
 
 pub fn insert_port(conn: &Connection, p: &PortLease) -> EngineResult<()> {
     conn.execute(
-        "INSERT OR REPLACE INTO port_leases (container_id, container_port, host_ip, host_port) VALUES (?1, ?2, ?3, ?4)",
-        params![p.0, p.1, p.2, p.3],
+        &format!(
+            "INSERT OR REPLACE INTO port_leases ({PORT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ),
+        params![
+            p.container_id,
+            p.container_port,
+            p.proto,
+            p.host_ip,
+            p.host_port,
+            p.target
+        ],
     )?;
     Ok(())
 }
 
 /// Published ports, of one container or (`None`) of all.
 pub fn ports(conn: &Connection, container_id: Option<&str>) -> EngineResult<Vec<PortLease>> {
-    let mut stmt = conn.prepare(
-        "SELECT container_id, container_port, host_ip, host_port FROM port_leases
-         WHERE ?1 IS NULL OR container_id = ?1 ORDER BY container_port, host_ip",
-    )?;
+    let sql = format!(
+        "SELECT {PORT_COLS} FROM port_leases
+         WHERE ?1 IS NULL OR container_id = ?1 ORDER BY container_port, proto, host_ip, host_port"
+    );
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([container_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        Ok(PortLease {
+            container_id: r.get(0)?,
+            container_port: r.get(1)?,
+            proto: r.get(2)?,
+            host_ip: r.get(3)?,
+            host_port: r.get(4)?,
+            target: r.get(5)?,
+        })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Forgets the ports of a container that forward to `target`.
+pub fn delete_ports_to(conn: &Connection, container_id: &str, target: &str) -> EngineResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM port_leases WHERE container_id = ?1 AND target = ?2",
+        [container_id, target],
+    )?)
+}
+
+/// Forgets one published port.
+pub fn delete_port(conn: &Connection, p: &PortLease) -> EngineResult<()> {
+    conn.execute(
+        "DELETE FROM port_leases WHERE host_ip = ?1 AND host_port = ?2 AND proto = ?3",
+        params![p.host_ip, p.host_port, p.proto],
+    )?;
+    Ok(())
 }
 
 pub fn delete_ports(conn: &Connection, container_id: &str) -> EngineResult<()> {
