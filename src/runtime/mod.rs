@@ -23,6 +23,7 @@
 //! All calls block: run them off the async threads.
 
 pub mod cgroups;
+mod clone_into_cgroup;
 mod exec_init;
 pub mod exec_monitor;
 pub mod exec_spec;

@@ -16,7 +16,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,6 +32,7 @@ use nix::unistd::{ForkResult, Pid};
 use thiserror::Error;
 
 use super::cgroups::{self, CgroupManager};
+use super::clone_into_cgroup::{fork_into_cgroup, Forked};
 use super::init::container_init;
 use super::process::{InitFailure, EXIT_START_FAILED};
 use super::protocol::{
@@ -360,30 +361,22 @@ impl Monitor {
         if spec.network == NetworkNs::New {
             flags |= CloneFlags::CLONE_NEWNET;
         }
-        let mut stack = vec![0u8; INIT_STACK];
         let sync_fd = sync_w.as_fd();
         let go_fd = go_r.as_fd();
-        let spec_ref = &spec;
-        let io_ref = &io;
-        // SAFETY: the monitor is single-threaded, so the child's copy of
-        // memory is consistent; the child only runs `container_init`, which
-        // ends in execve or returns its exit code.
-        let pid = tri!(unsafe {
-            nix::sched::clone(
-                Box::new(move || container_init(spec_ref, io_ref, go_fd, sync_fd)),
-                &mut stack,
-                flags,
-                Some(libc::SIGCHLD),
-            )
-        }
-        .map_err(sys_ctx("clone")));
-        drop(stack);
+        let (pid, joined) = tri!(clone_init(
+            &spec,
+            &io,
+            cgroup.as_deref(),
+            flags,
+            go_fd,
+            sync_fd
+        ));
         // Our copies of the container's ends: without closing them we would
         // never see EOF on its output.
         drop(child_fds);
         drop(sync_w);
         drop(go_r);
-        if let Some(cg) = &cgroup {
+        if let Some(cg) = cgroup.as_ref().filter(|_| !joined) {
             if let Err(e) = cg.add_task(pid.as_raw()) {
                 // Closing `go` without a byte makes the init give up.
                 drop(go_w);
@@ -861,6 +854,52 @@ pub(super) fn fail_early(bundle: &Path, state: &mut State, ready: Option<File>, 
     let _ = state.save(bundle);
     let _ = fs::remove_file(bundle.join(SOCKET_FILE));
     report(ready, &failure_ready(error));
+}
+
+/// Starts the container's init in new namespaces `flags`: born in its
+/// cgroup where the kernel allows (`joined`: no move needed), else by a
+/// plain `clone` that the caller then moves. The child only runs
+/// [`container_init`], which ends in execve or returns its exit code.
+fn clone_init(
+    spec: &ContainerSpec,
+    io: &ChildIo,
+    cgroup: Option<&dyn CgroupManager>,
+    flags: CloneFlags,
+    go: BorrowedFd<'_>,
+    sync: BorrowedFd<'_>,
+) -> Result<(Pid, bool), MonitorError> {
+    let birth = cgroup
+        .and_then(|cg| cg.birth_dir())
+        .and_then(|d| File::open(d).ok());
+    if let Some(dir) = birth {
+        // SAFETY: the monitor is single-threaded; the child runs only
+        // container_init and leaves by _exit.
+        match unsafe { fork_into_cgroup(flags, dir.as_fd()) } {
+            Ok(Forked::Child) => {
+                let code = container_init(spec, io, go, sync);
+                // SAFETY: _exit skips destructors that are the monitor's.
+                unsafe { libc::_exit(code as i32) }
+            }
+            Ok(Forked::Parent(pid)) => return Ok((pid, true)),
+            // Older kernel, or a cgroup the kernel refuses to start in:
+            // the classic way reports the real problem if there is one.
+            Err(_) => {}
+        }
+    }
+    let mut stack = vec![0u8; INIT_STACK];
+    // SAFETY: the monitor is single-threaded, so the child's copy of
+    // memory is consistent; the child only runs `container_init`, which
+    // ends in execve or returns its exit code.
+    let pid = unsafe {
+        nix::sched::clone(
+            Box::new(move || container_init(spec, io, go, sync)),
+            &mut stack,
+            flags,
+            Some(libc::SIGCHLD),
+        )
+    }
+    .map_err(sys_ctx("clone"))?;
+    Ok((pid, false))
 }
 
 /// stdin and stdout to /dev/null, stderr to `<bundle>/monitor.log`: the

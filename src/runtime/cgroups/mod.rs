@@ -121,6 +121,12 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     /// Moves a process (all its threads) into the cgroup.
     fn add_task(&self, pid: i32) -> Result<(), CgroupError>;
 
+    /// The one directory a new process can be born in (`CLONE_INTO_CGROUP`,
+    /// cgroup v2 only) instead of being moved there.
+    fn birth_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// The processes in the cgroup.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
 

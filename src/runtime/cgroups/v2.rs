@@ -252,6 +252,10 @@ impl CgroupManager for V2Manager {
             .map_err(crate_err(&dir, "cgroup.procs", pid))
     }
 
+    fn birth_dir(&self) -> Option<PathBuf> {
+        Some(self.dir())
+    }
+
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         if !self.exists() {
             return Err(CgroupError::NotFound(self.rel.display().to_string()));
