@@ -468,6 +468,61 @@ fn rm_v_removes_anonymous_volumes_only() {
     assert_eq!(volume_names(&d), ["keep"]);
 }
 
+/// An image that declares `VOLUME /data` over content of its own.
+#[test]
+fn image_volumes_become_anonymous_volumes_with_the_image_content() {
+    let d = daemon();
+    let img = format!("{}/volume", registry());
+    d.pull(&img);
+    let id = d.docker_ok(&[
+        "create",
+        &img,
+        "sh",
+        "-c",
+        "cat /data/seed.txt; echo more > /data/added",
+    ]);
+    let id = id.trim();
+    let mounts = inspect_mounts(&d, id);
+    let m = &mounts[0];
+    assert_eq!(mounts.as_array().map(Vec::len), Some(1), "{mounts}");
+    assert_eq!(
+        (&m["Type"], &m["Destination"]),
+        (&"volume".into(), &"/data".into())
+    );
+    let name = m["Name"].as_str().expect("Name").to_string();
+    assert_eq!(name.len(), 64, "{m}");
+    assert!(volume_names(&d).contains(&name));
+    let out = d.docker_ok(&["start", "-a", id]);
+    assert_eq!(out, "seeded\n");
+    let data = d.data_root().join("volumes").join(&name).join("_data");
+    assert_eq!(fs::read_to_string(data.join("added")).unwrap(), "more\n");
+
+    // A named volume on the same path takes the image's content instead,
+    // and no anonymous volume is made for it.
+    let before = volume_names(&d).len();
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "named:/data",
+        &img,
+        "cat",
+        "/data/seed.txt",
+    ]);
+    assert_eq!(out, "seeded\n");
+    let after = volume_names(&d);
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    assert!(after.contains(&"named".to_string()));
+
+    // `--rm` takes the anonymous one along; `rm -v` too.
+    let out = d.docker_ok(&["run", "--rm", &img, "ls", "/data"]);
+    assert_eq!(out, "seed.txt\n");
+    assert_eq!(volume_names(&d).len(), before + 1);
+    d.docker_ok(&["rm", "-v", id]);
+    assert!(!volume_names(&d).contains(&name));
+    assert!(!data.exists());
+}
+
 #[test]
 fn bad_specs_are_400_and_failed_creates_leave_no_volume() {
     let d = daemon();

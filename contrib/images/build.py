@@ -40,7 +40,8 @@ DOCKER_TYPES = {"manifest": D_MANIFEST, "index": D_LIST, "config": D_CONFIG, "la
 OCI_TYPES = {"manifest": O_MANIFEST, "index": O_INDEX, "config": O_CONFIG, "layer": O_LAYER_GZ}
 
 ALL_IMAGES = ["busybox", "busybox-oci", "busybox-zstd", "layers", "multiarch",
-              "multiarch-docker", "bench100", "evil-dotdot", "evil-symlink", "evil-hardlink"]
+              "multiarch-docker", "bench100", "evil-dotdot", "evil-symlink", "evil-hardlink",
+              "volume"]
 
 
 def log(msg):
@@ -209,7 +210,8 @@ class BuiltLayer:
         self.raw = None  # not needed any more: keep memory down for bench layers
 
 
-def write_image(layout, types, arch, layers, cmd=("sh",), labels=None, extra_history=()):
+def write_image(layout, types, arch, layers, cmd=("sh",), labels=None, extra_history=(),
+                volumes=()):
     """Write config + manifest for `layers` (list of BuiltLayer); return (manifest desc, info).
 
     extra_history: list of (position_after_layer_index, created_by) for empty_layer entries.
@@ -225,6 +227,8 @@ def write_image(layout, types, arch, layers, cmd=("sh",), labels=None, extra_his
     cfg = {"Env": [PATH_ENV], "Cmd": list(cmd)}
     if labels:
         cfg["Labels"] = dict(labels)
+    if volumes:
+        cfg["Volumes"] = {v: {} for v in volumes}
     config = {
         "architecture": arch,
         "os": "linux",
@@ -274,14 +278,21 @@ def build_all(out, only, arch, have_zstd):
 
     base = BuiltLayer(busybox_layer(), nop + "ADD file:{diff} in / ")
 
-    def simple(name, types, layers, labels=None, extra=()):
+    def simple(name, types, layers, labels=None, extra=(), volumes=()):
         lay = Layout(os.path.join(out, name))
-        mdesc, info = write_image(lay, types, arch, layers, labels=labels, extra_history=extra)
+        mdesc, info = write_image(lay, types, arch, layers, labels=labels, extra_history=extra,
+                                  volumes=volumes)
         lay.finish(mdesc)
         images[name] = dict(info, layout=name)
 
     if want("busybox"):
         simple("busybox", DOCKER_TYPES, [base], extra=[(0, cmd_sh)])
+
+    if want("volume"):
+        # VOLUME /data over content: anonymous volumes and their first-use copy.
+        seed = Layer().dir("data").file("data/seed.txt", "seeded\n")
+        simple("volume", DOCKER_TYPES, [base, BuiltLayer(seed, nop + "ADD file:{diff} in /data ")],
+               extra=[(1, nop + ' VOLUME [/data]'), (1, cmd_sh)], volumes=["/data"])
 
     if want("busybox-oci"):
         simple("busybox-oci", OCI_TYPES, [base],
