@@ -507,3 +507,65 @@ fn init_is_pid_1_forwards_signals_and_reaps() {
     let gone = common::wait_until(Duration::from_secs(5), || d.live_monitors().is_empty());
     assert!(gone, "monitors left: {:?}", d.live_monitors());
 }
+
+/// Daemon-wide `--default-ulimit` and `--no-new-privileges` (flags or
+/// daemon.json): every container gets them unless it says otherwise; a
+/// bad default stops the daemon at start.
+#[test]
+fn daemon_default_ulimits_and_no_new_privileges() {
+    let d = TestDaemon::start_with(
+        &[
+            "--default-ulimit",
+            "nofile=1234:2345",
+            "--default-ulimit",
+            "nproc=500",
+            "--no-new-privileges",
+        ],
+        "{}",
+    );
+    d.pull(&busybox());
+    assert_eq!(
+        sh(&d, &[], "ulimit -n; ulimit -Hn; ulimit -u"),
+        "1234\n2345\n500\n"
+    );
+    assert_eq!(status_field(&d, &[], "NoNewPrivs"), "1");
+    // The container's own settings win, by name.
+    assert_eq!(
+        sh(&d, &["--ulimit", "nofile=100:200"], "ulimit -n; ulimit -u"),
+        "100\n500\n"
+    );
+    assert_eq!(
+        status_field(
+            &d,
+            &["--security-opt", "no-new-privileges=false"],
+            "NoNewPrivs"
+        ),
+        "0"
+    );
+    drop(d);
+
+    let d = TestDaemon::start_with(
+        &[],
+        r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 321, "Hard": 654}}, "no-new-privileges": true}"#,
+    );
+    d.pull(&busybox());
+    assert_eq!(sh(&d, &[], "ulimit -n; ulimit -Hn"), "321\n654\n");
+    assert_eq!(status_field(&d, &[], "NoNewPrivs"), "1");
+    drop(d);
+
+    for args in [
+        vec!["--default-ulimit", "bogus=1:2"],
+        vec!["--default-ulimit", "nofile=20:10"],
+    ] {
+        let (st, log) = TestDaemon::start_expecting_failure(common::DaemonOptions {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        assert!(!st.success(), "{args:?}");
+        assert!(
+            log.contains("invalid ulimit type: bogus")
+                || log.contains("soft limit must be less than or equal to hard limit: 20 > 10"),
+            "{args:?}: {log}"
+        );
+    }
+}

@@ -69,6 +69,7 @@ const FILE_KEYS: &[&str] = &[
     "data-root",
     "debug",
     "default-address-pools",
+    "default-ulimits",
     "dns",
     "exec-root",
     "group",
@@ -77,6 +78,7 @@ const FILE_KEYS: &[&str] = &[
     "iptables-chain-prefix",
     "log-driver",
     "log-opts",
+    "no-new-privileges",
     "pidfile",
     "registry-mirrors",
 ];
@@ -145,6 +147,14 @@ pub struct Flags {
     /// Group for the unix socket [default: docker, if it exists]
     #[arg(long = "group", short = 'G', value_name = "GROUP")]
     pub group: Option<String>,
+
+    /// Default ulimits for containers (name=soft[:hard])
+    #[arg(long = "default-ulimit", value_name = "ULIMIT")]
+    pub default_ulimits: Vec<String>,
+
+    /// Set no-new-privileges by default for new containers
+    #[arg(long)]
+    pub no_new_privileges: bool,
 }
 
 /// The merged, validated daemon configuration.
@@ -175,8 +185,21 @@ pub struct DaemonConfig {
     pub log_opts: BTreeMap<String, String>,
     /// `None`: use [`DEFAULT_GROUP`] if it exists.
     pub group: Option<String>,
+    /// Ulimits every container gets unless it sets the same one.
+    pub default_ulimits: Vec<DefaultUlimit>,
+    /// `no_new_privs` for containers that do not say otherwise.
+    pub no_new_privileges: bool,
     /// The config file that was (or would have been) read.
     pub config_file: PathBuf,
+}
+
+/// A `default-ulimits` entry (Go's `units.Ulimit`; -1 is unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DefaultUlimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// A `default-address-pools` entry: `base` is split into subnets of prefix
@@ -343,6 +366,17 @@ impl DaemonConfig {
             g => g,
         };
 
+        let default_ulimits = if flags.default_ulimits.is_empty() {
+            f.default_ulimits.unwrap_or_default()
+        } else {
+            flags
+                .default_ulimits
+                .iter()
+                .map(|u| parse_ulimit_flag(u))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let no_new_privileges = flags.no_new_privileges || f.no_new_privileges.unwrap_or(false);
+
         Ok(DaemonConfig {
             hosts,
             data_root,
@@ -358,6 +392,8 @@ impl DaemonConfig {
             dns,
             log_opts,
             group,
+            default_ulimits,
+            no_new_privileges,
             config_file: path,
         })
     }
@@ -521,14 +557,25 @@ fn given_flags(flags: &Flags) -> Vec<(&'static str, String)> {
         let inner: Vec<String> = map.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         format!("map[{}]", inner.join(" "))
     });
-    // Sorted by *flag* name: bip, bridge, data-root, debug, dns, exec-root,
-    // group, host, insecure-registry, iptables-chain-prefix, log-opt,
-    // pidfile, registry-mirror.
-    let candidates: [(&'static str, Option<String>); 13] = [
+    let ulimits = (!flags.default_ulimits.is_empty()).then(|| {
+        let map: BTreeMap<&str, &str> = flags
+            .default_ulimits
+            .iter()
+            .map(|u| (u.split_once('=').map_or(u.as_str(), |(n, _)| n), u.as_str()))
+            .collect();
+        let inner: Vec<String> = map.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        format!("map[{}]", inner.join(" "))
+    });
+    // Sorted by *flag* name: bip, bridge, data-root, debug, default-ulimit,
+    // dns, exec-root, group, host, insecure-registry,
+    // iptables-chain-prefix, log-opt, no-new-privileges, pidfile,
+    // registry-mirror.
+    let candidates: [(&'static str, Option<String>); 15] = [
         ("bip", flags.bip.clone()),
         ("bridge", flags.bridge.clone()),
         ("data-root", path(&flags.data_root)),
         ("debug", flags.debug.then(|| "true".to_string())),
+        ("default-ulimits", ulimits),
         ("dns", list(&flags.dns)),
         ("exec-root", path(&flags.exec_root)),
         ("group", flags.group.clone()),
@@ -536,6 +583,10 @@ fn given_flags(flags: &Flags) -> Vec<(&'static str, String)> {
         ("insecure-registries", list(&flags.insecure_registries)),
         ("iptables-chain-prefix", flags.iptables_chain_prefix.clone()),
         ("log-opts", log_opts),
+        (
+            "no-new-privileges",
+            flags.no_new_privileges.then(|| "true".to_string()),
+        ),
         ("pidfile", path(&flags.pidfile)),
         ("registry-mirrors", list(&flags.registry_mirrors)),
     ];
@@ -595,6 +646,8 @@ struct FileValues {
     log_driver: Option<String>,
     log_opts: Option<BTreeMap<String, String>>,
     group: Option<String>,
+    default_ulimits: Option<Vec<DefaultUlimit>>,
+    no_new_privileges: Option<bool>,
 }
 
 impl FileValues {
@@ -616,6 +669,8 @@ impl FileValues {
             log_driver: r.string("log-driver")?,
             log_opts: r.string_map("log-opts")?,
             group: r.string("group")?,
+            default_ulimits: r.ulimits("default-ulimits")?,
+            no_new_privileges: r.boolean("no-new-privileges")?,
         })
     }
 }
@@ -689,6 +744,22 @@ impl FileReader<'_> {
             .map(Some)
     }
 
+    /// `{"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}}`, as a
+    /// list ordered by name.
+    fn ulimits(&self, key: &str) -> Result<Option<Vec<DefaultUlimit>>, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        serde_json::from_value::<BTreeMap<String, DefaultUlimit>>(v.clone())
+            .map(|m| Some(m.into_values().collect()))
+            .map_err(|e| ConfigError::InvalidFile {
+                path: self.path.to_path_buf(),
+                message: format!(
+                    "invalid value for {key:?}: expected an object of {{\"Name\", \"Soft\", \"Hard\"}}: {e}"
+                ),
+            })
+    }
+
     fn pools(&self, key: &str) -> Result<Option<Vec<AddressPool>>, ConfigError> {
         let Some(v) = self.get(key) else {
             return Ok(None);
@@ -706,6 +777,33 @@ impl FileReader<'_> {
 
 // ---------------------------------------------------------------------------
 // Value validation
+
+/// `--default-ulimit name=soft[:hard]` as go-units parses it (the hard
+/// limit is the soft one when left out). The name is checked with the
+/// containers' own ulimits, when the daemon starts.
+fn parse_ulimit_flag(v: &str) -> Result<DefaultUlimit, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("invalid ulimit argument: {v}"));
+    let (name, limits) = v.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let num = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| ConfigError::Invalid(format!("invalid ulimit value {s:?} in {v}")))
+    };
+    let (soft, hard) = (num(soft)?, num(hard)?);
+    if name.is_empty() {
+        return Err(bad());
+    }
+    if hard != -1 && soft > hard {
+        return Err(ConfigError::Invalid(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    Ok(DefaultUlimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
+}
 
 /// Only unix sockets are served; `unix://` alone means the default socket and
 /// an empty string means the default host, like dockerd's `ParseHost`.
@@ -1128,6 +1226,51 @@ mod tests {
         merge(args, file)
             .expect_err("expected an error")
             .to_string()
+    }
+
+    #[test]
+    fn default_ulimits_and_no_new_privileges() {
+        let c = merge(
+            &[
+                "--default-ulimit",
+                "nofile=10:20",
+                "--default-ulimit",
+                "nproc=5",
+                "--no-new-privileges",
+            ],
+            None,
+        )
+        .unwrap();
+        let u = |name: &str, soft, hard| DefaultUlimit {
+            name: name.into(),
+            soft,
+            hard,
+        };
+        assert_eq!(
+            c.default_ulimits,
+            vec![u("nofile", 10, 20), u("nproc", 5, 5)]
+        );
+        assert!(c.no_new_privileges);
+        let c = merge(
+            &[],
+            Some(r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1, "Hard": -1}}, "no-new-privileges": true}"#),
+        )
+        .unwrap();
+        assert_eq!(c.default_ulimits, vec![u("nofile", 1, -1)]);
+        assert!(c.no_new_privileges);
+        assert!(!merge(&[], None).unwrap().no_new_privileges);
+        assert_eq!(
+            err(&["--default-ulimit", "nofile"], None),
+            "invalid ulimit argument: nofile"
+        );
+        assert!(err(&["--default-ulimit", "nofile=a:b"], None).contains("invalid ulimit value"));
+        assert!(err(&["--default-ulimit", "nofile=3:2"], None).ends_with("3 > 2"));
+        assert!(err(
+            &["--no-new-privileges"],
+            Some(r#"{"no-new-privileges": true}"#)
+        )
+        .contains("no-new-privileges"));
+        assert!(err(&[], Some(r#"{"default-ulimits": ["nofile=1"]}"#)).contains("default-ulimits"));
     }
 
     #[test]

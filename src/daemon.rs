@@ -29,6 +29,8 @@ use crate::system::HostInfo;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    let defaults = crate::container::defaults::ContainerDefaults::from_config(&config);
+    defaults.validate().map_err(|e| anyhow::anyhow!(e))?;
     create_private_dir(&config.data_root)?;
     create_private_dir(&config.exec_root)?;
     let _pidfile = PidFile::create(&config.pidfile)?;
@@ -90,6 +92,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         &config.exec_root,
     ));
     containers.set_network(networks.clone());
+    containers.set_defaults(defaults);
     containers.reconcile_dirs().await?;
     containers.volumes.reconcile_dirs().await?;
     let exited = containers.reattach().await?;

@@ -20,6 +20,7 @@
 
 pub mod attach;
 pub mod create;
+pub mod defaults;
 pub mod detach_keys;
 pub mod exec;
 pub mod exec_gc;
@@ -102,6 +103,8 @@ pub struct ContainerService {
     /// The network engine, once the daemon has set it (see `network.rs`);
     /// without it containers get a namespace with only loopback.
     network: std::sync::OnceLock<Arc<crate::network::NetworkService>>,
+    /// Daemon-wide defaults merged in at start (none until the daemon sets them).
+    defaults: std::sync::OnceLock<defaults::ContainerDefaults>,
 }
 
 /// A container as the engine hands it out: its row with parsed columns.
@@ -177,7 +180,13 @@ impl ContainerService {
             host,
             live: Mutex::new(HashMap::new()),
             network: std::sync::OnceLock::new(),
+            defaults: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the daemon-wide defaults (once, at daemon start).
+    pub fn set_defaults(&self, d: defaults::ContainerDefaults) {
+        let _ = self.defaults.set(d);
     }
 
     pub fn container_dir(&self, id: &str) -> PathBuf {

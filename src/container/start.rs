@@ -227,7 +227,11 @@ impl ContainerService {
                 .map(|s| s.to_string())
                 .collect();
         }
-        let security = super::security::plan(hc, &mut spec)?;
+        let hc = match self.defaults.get() {
+            Some(d) => d.apply(hc),
+            None => hc.clone(),
+        };
+        let security = super::security::plan(&hc, &mut spec)?;
         let mut user_layers = vec![dir.join("upper")];
         user_layers.extend(layers);
         Ok(StartPlan {
