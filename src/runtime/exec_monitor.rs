@@ -36,6 +36,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups;
+use super::clone_into_cgroup::{fork_into_cgroup, Forked};
 use super::exec_init::exec_init;
 use super::exec_spec::ExecSpec;
 use super::monitor::{
@@ -277,9 +278,26 @@ impl ExecMonitor {
         let (go_r, go_w) = tri!(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_ctx("pipe")));
         let listener = tri!(bind_socket(dir));
 
+        // On cgroup v2 the child is born in the container's cgroup (no
+        // move, see `clone_into_cgroup`); else it is moved after the fork.
+        let birth = cgroup
+            .as_ref()
+            .and_then(|cg| cg.birth_dir())
+            .and_then(|d| File::open(d).ok());
         // SAFETY: the monitor is single-threaded; the child only runs
         // `exec_init`, which ends in execve or _exit.
-        let pid = match tri!(unsafe { nix::unistd::fork() }.map_err(sys_ctx("fork"))) {
+        let forked = birth
+            .and_then(|dir| unsafe { fork_into_cgroup(CloneFlags::empty(), dir.as_fd()) }.ok());
+        let (forked, joined) = match forked {
+            Some(Forked::Child) => (ForkResult::Child, true),
+            Some(Forked::Parent(child)) => (ForkResult::Parent { child }, true),
+            // SAFETY: as above.
+            None => (
+                tri!(unsafe { nix::unistd::fork() }.map_err(sys_ctx("fork"))),
+                false,
+            ),
+        };
+        let pid = match forked {
             ForkResult::Child => {
                 let code = exec_init(spec, &namespaces, &stdio.io, go_r.as_fd(), sync_w.as_fd());
                 // SAFETY: _exit skips the monitor's destructors.
@@ -298,7 +316,7 @@ impl ExecMonitor {
         drop(namespaces);
         drop(sync_w);
         drop(go_r);
-        if let Some(cg) = &cgroup {
+        if let Some(cg) = cgroup.as_ref().filter(|_| !joined) {
             if let Err(e) = cg.add_task(pid.as_raw()) {
                 // Closing `go` without a byte makes the child give up.
                 drop(go_w);
