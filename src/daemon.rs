@@ -107,6 +107,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             .collect();
         let report = networks.reconcile(&running).await?;
         tracing::info!(?report, "networks reconciled");
+        containers.restart_resolvers().await?;
     }
     {
         let containers = containers.clone();

@@ -301,6 +301,7 @@ impl TestDaemon {
                 "iptables-chain-prefix",
                 self.net.chain_prefix(),
             ),
+            ("--dns", "dns", self.net.dns()),
         ] {
             if !given(flag) && !in_file(key) {
                 args.push(flag.to_string());

@@ -44,6 +44,12 @@ impl NetSlot {
         format!("mdt{}", self.index)
     }
 
+    /// `--dns`: a loopback address of the slot's own, so that containers'
+    /// DNS queries never leave the machine and a test can answer them.
+    pub fn dns(&self) -> String {
+        format!("127.0.53.{}", self.index)
+    }
+
     /// `--bip`: the default bridge's /24.
     pub fn bip(&self) -> String {
         format!("172.30.{}.1/24", self.index)

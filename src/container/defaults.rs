@@ -1,5 +1,5 @@
 //! Daemon-wide defaults for containers (`default-ulimits`,
-//! `no-new-privileges`), merged into a container's `HostConfig` at start
+//! `no-new-privileges`, `dns`), merged into a container's `HostConfig` at start
 //! as dockerd does: a container's own ulimit of the same name wins, and
 //! its own `no-new-privileges` setting (either way) wins over the daemon's.
 
@@ -11,6 +11,8 @@ use crate::config::{DaemonConfig, DefaultUlimit};
 pub struct ContainerDefaults {
     pub ulimits: Vec<DefaultUlimit>,
     pub no_new_privileges: bool,
+    /// The daemon's `dns`: for containers without `Dns` of their own.
+    pub dns: Vec<String>,
 }
 
 impl ContainerDefaults {
@@ -18,6 +20,7 @@ impl ContainerDefaults {
         ContainerDefaults {
             ulimits: c.default_ulimits.clone(),
             no_new_privileges: c.no_new_privileges,
+            dns: c.dns.clone(),
         }
     }
 
@@ -47,6 +50,10 @@ impl ContainerDefaults {
                 .collect();
             merged.extend(own);
             hc["Ulimits"] = Value::Array(merged);
+        }
+        let own_dns = hc["Dns"].as_array().is_some_and(|d| !d.is_empty());
+        if !self.dns.is_empty() && !own_dns {
+            hc["Dns"] = json!(self.dns);
         }
         if self.no_new_privileges {
             let mut opts: Vec<Value> = hc["SecurityOpt"].as_array().cloned().unwrap_or_default();
@@ -82,6 +89,7 @@ mod tests {
                 },
             ],
             no_new_privileges: false,
+            dns: vec![],
         };
         let hc = d.apply(&json!({"Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 2}]}));
         assert_eq!(
@@ -99,6 +107,7 @@ mod tests {
         let d = ContainerDefaults {
             ulimits: vec![],
             no_new_privileges: true,
+            dns: vec![],
         };
         let hc = d.apply(&json!({"SecurityOpt": ["no-new-privileges=false"]}));
         assert_eq!(
@@ -112,6 +121,20 @@ mod tests {
     }
 
     #[test]
+    fn daemon_dns_only_for_containers_without_their_own() {
+        let d = ContainerDefaults {
+            dns: vec!["127.0.0.1".into()],
+            ..Default::default()
+        };
+        assert_eq!(d.apply(&json!({}))["Dns"], json!(["127.0.0.1"]));
+        assert_eq!(d.apply(&json!({"Dns": []}))["Dns"], json!(["127.0.0.1"]));
+        assert_eq!(
+            d.apply(&json!({"Dns": ["1.2.3.4"]}))["Dns"],
+            json!(["1.2.3.4"])
+        );
+    }
+
+    #[test]
     fn bad_defaults_are_refused_like_container_ulimits() {
         let bad = ContainerDefaults {
             ulimits: vec![DefaultUlimit {
@@ -120,6 +143,7 @@ mod tests {
                 hard: 1,
             }],
             no_new_privileges: false,
+            dns: vec![],
         };
         assert!(bad
             .validate()
@@ -128,6 +152,7 @@ mod tests {
         let good = ContainerDefaults {
             ulimits: vec![nofile(10, 20)],
             no_new_privileges: true,
+            dns: vec![],
         };
         assert_eq!(good.validate(), Ok(()));
     }

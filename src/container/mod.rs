@@ -189,6 +189,14 @@ impl ContainerService {
         let _ = self.defaults.set(d);
     }
 
+    /// A container's `HostConfig` with the daemon's defaults merged in.
+    pub(crate) fn with_defaults(&self, hc: &serde_json::Value) -> serde_json::Value {
+        match self.defaults.get() {
+            Some(d) => d.apply(hc),
+            None => hc.clone(),
+        }
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir.join(id)
     }

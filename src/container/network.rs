@@ -19,6 +19,8 @@ pub(super) struct NetworkPlan {
     pub ns: NetworkNs,
     /// Lines for `/etc/hosts` naming the container's own addresses.
     pub hosts: String,
+    /// Its embedded DNS server runs (it is on a user-defined network).
+    pub embedded_dns: bool,
 }
 
 /// `NetworkMode` as stored ("default" is the default bridge).
@@ -75,6 +77,7 @@ impl ContainerService {
         let plain = |ns| NetworkPlan {
             ns,
             hosts: String::new(),
+            embedded_dns: false,
         };
         match mode.as_str() {
             "none" => return Ok(plain(NetworkNs::New)),
@@ -102,10 +105,17 @@ impl ContainerService {
             Ok(maps) => net.publish(c.id(), &c.row.name, &maps).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = published {
-            net.teardown(c.id()).await;
-            return Err(e);
-        }
+        let embedded_dns = match published {
+            Ok(_) => self.start_resolver(net, c).await,
+            Err(e) => Err(e),
+        };
+        let embedded_dns = match embedded_dns {
+            Ok(on) => on,
+            Err(e) => {
+                net.teardown(c.id()).await;
+                return Err(e);
+            }
+        };
         let hosts = wired
             .addresses
             .iter()
@@ -114,7 +124,34 @@ impl ContainerService {
         Ok(NetworkPlan {
             ns: NetworkNs::Path(wired.netns),
             hosts,
+            embedded_dns,
         })
+    }
+
+    /// Starts the container's embedded DNS server if it is on a
+    /// user-defined network, forwarding to its own resolvers.
+    async fn start_resolver(&self, net: &NetworkService, c: &Container) -> EngineResult<bool> {
+        let host = tokio::fs::read_to_string("/etc/resolv.conf")
+            .await
+            .unwrap_or_default();
+        let r = super::security::resolver_of(&self.with_defaults(&c.host_config), &host);
+        net.start_resolver(c.id(), &r.servers, &r.search).await
+    }
+
+    /// At daemon start: the DNS servers of the containers that kept
+    /// running (they died with the previous daemon).
+    pub async fn restart_resolvers(&self) -> EngineResult<()> {
+        let Some(net) = self.network() else {
+            return Ok(());
+        };
+        for c in self.all().await? {
+            if c.state.running() && !shares_namespace(&mode_of(&c.host_config)) {
+                if let Err(e) = self.start_resolver(net, &c).await {
+                    tracing::warn!(id = %c.id(), error = %e, "cannot start the embedded DNS server");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Undoes what [`Self::network_setup`] wired (nothing for shared modes).
@@ -140,6 +177,10 @@ impl ContainerService {
             ));
         }
         net.connect(c.id(), network, cfg, c.state.running()).await?;
+        if c.state.running() {
+            // Names on the new network (already serving: a no-op).
+            self.start_resolver(net, &c).await?;
+        }
         Ok(())
     }
 

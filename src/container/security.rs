@@ -542,56 +542,104 @@ impl StartOptions {
     /// `DnsOptions` replacing the host's nameservers, search list and
     /// options.
     pub fn resolv_conf(&self, host: &str) -> String {
-        let loopback = |l: &str| {
-            let mut w = l.split_whitespace();
-            w.next() == Some("nameserver")
-                && w.next()
-                    .is_some_and(|a| a.starts_with("127.") || a == "::1")
-        };
         if self.dns.is_empty() && self.dns_search.is_empty() && self.dns_options.is_empty() {
-            let kept: Vec<&str> = host.lines().filter(|l| !loopback(l)).collect();
+            let kept: Vec<&str> = host.lines().filter(|l| !loopback_nameserver(l)).collect();
             return kept.join("\n") + "\n";
         }
-        let mut servers = Vec::new();
-        let mut search = Vec::new();
-        let mut opts = Vec::new();
-        for l in host.lines().filter(|l| !loopback(l)) {
+        let r = self.resolver(host);
+        render_resolv_conf(&r.servers, &r.search, &r.options)
+    }
+
+    /// For a container on a user-defined network: only the embedded DNS
+    /// server (which forwards to [`Resolver::servers`]), the search list,
+    /// and `ndots:0` first, as dockerd writes it.
+    pub fn resolv_conf_embedded(&self, host: &str) -> String {
+        let r = self.resolver(host);
+        let mut opts = vec!["ndots:0".to_string()];
+        opts.extend(r.options.into_iter().filter(|o| !o.starts_with("ndots:")));
+        render_resolv_conf(&[EMBEDDED_DNS.to_string()], &r.search, &opts)
+    }
+
+    /// The resolver settings: the host's, each part replaced by the
+    /// container's own when given.
+    pub fn resolver(&self, host: &str) -> Resolver {
+        let mut r = Resolver::default();
+        for l in host.lines().filter(|l| !loopback_nameserver(l)) {
             let mut w = l.split_whitespace();
             match w.next() {
-                Some("nameserver") => servers.extend(w.next().map(str::to_string)),
+                Some("nameserver") => r.servers.extend(w.next().map(str::to_string)),
                 Some("search") | Some("domain") => {
-                    search = w.map(str::to_string).collect();
+                    r.search = w.map(str::to_string).collect();
                 }
-                Some("options") => opts.extend(w.map(str::to_string)),
+                Some("options") => r.options.extend(w.map(str::to_string)),
                 _ => {}
             }
         }
         if !self.dns.is_empty() {
-            servers = self.dns.clone();
+            r.servers = self.dns.clone();
         }
         if !self.dns_search.is_empty() {
             // dockerd: a lone "." means no search list at all.
-            search = if self.dns_search == ["."] {
+            r.search = if self.dns_search == ["."] {
                 Vec::new()
             } else {
                 self.dns_search.clone()
             };
         }
         if !self.dns_options.is_empty() {
-            opts = self.dns_options.clone();
+            r.options = self.dns_options.clone();
         }
-        let mut s = String::new();
-        for ns in &servers {
-            s.push_str(&format!("nameserver {ns}\n"));
-        }
-        if !search.is_empty() {
-            s.push_str(&format!("search {}\n", search.join(" ")));
-        }
-        if !opts.is_empty() {
-            s.push_str(&format!("options {}\n", opts.join(" ")));
-        }
-        s
+        r
     }
+}
+
+/// The embedded DNS server's address inside each container.
+pub const EMBEDDED_DNS: &str = "127.0.0.11";
+
+/// Nameservers, search list and options of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolver {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// The container's DNS settings from its stored `HostConfig` (for the
+/// embedded server, e.g. when the daemon starts again).
+pub fn resolver_of(hc: &Value, host: &str) -> Resolver {
+    let map = match hc {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let o = options(&map).unwrap_or_default();
+    StartOptions {
+        dns: o.dns,
+        dns_search: o.dns_search,
+        dns_options: o.dns_options,
+        ..Default::default()
+    }
+    .resolver(host)
+}
+
+fn loopback_nameserver(l: &str) -> bool {
+    let mut w = l.split_whitespace();
+    w.next() == Some("nameserver")
+        && w.next()
+            .is_some_and(|a| a.starts_with("127.") || a == "::1")
+}
+
+fn render_resolv_conf(servers: &[String], search: &[String], opts: &[String]) -> String {
+    let mut s = String::new();
+    for ns in servers {
+        s.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !search.is_empty() {
+        s.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !opts.is_empty() {
+        s.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    s
 }
 
 /// The gids of the groups that list the user as a member, as runc adds

@@ -27,6 +27,8 @@ struct StartPlan {
     security: super::security::StartOptions,
     /// `/etc/hosts` lines for the container's own addresses.
     hosts_extra: String,
+    /// On a user-defined network: resolv.conf names the embedded server.
+    embedded_dns: bool,
 }
 
 /// Who starts a container: the user resets the restart policy's count
@@ -97,6 +99,7 @@ impl ContainerService {
         };
         plan.spec.network = net.ns;
         plan.hosts_extra = net.hosts;
+        plan.embedded_dns = net.embedded_dns;
         let result = tokio::task::spawn_blocking(move || launch(plan))
             .await
             .map_err(EngineError::internal)?;
@@ -227,10 +230,7 @@ impl ContainerService {
                 .map(|s| s.to_string())
                 .collect();
         }
-        let hc = match self.defaults.get() {
-            Some(d) => d.apply(hc),
-            None => hc.clone(),
-        };
+        let hc = self.with_defaults(hc);
         let security = super::security::plan(&hc, &mut spec)?;
         let mut user_layers = vec![dir.join("upper")];
         user_layers.extend(layers);
@@ -244,6 +244,7 @@ impl ContainerService {
             host_resolv: PathBuf::from("/etc/resolv.conf"),
             security,
             hosts_extra: String::new(),
+            embedded_dns: false,
         })
     }
 
@@ -489,7 +490,12 @@ fn write_etc_files(plan: &StartPlan) -> std::io::Result<()> {
     }
     if let Some(p) = &files.resolv_conf {
         let host = fs::read_to_string(&plan.host_resolv).unwrap_or_default();
-        fs::write(p, plan.security.resolv_conf(&host))?;
+        let conf = if plan.embedded_dns {
+            plan.security.resolv_conf_embedded(&host)
+        } else {
+            plan.security.resolv_conf(&host)
+        };
+        fs::write(p, conf)?;
     }
     Ok(())
 }

@@ -260,6 +260,7 @@ impl NetworkService {
     }
 
     async fn teardown_locked(&self, container_id: &str, announce: bool) {
+        self.stop_resolver(container_id);
         self.unpublish_locked(container_id).await;
         let cid = container_id.to_string();
         let leases = self

@@ -19,6 +19,7 @@
 //! Every change goes through one async mutex: allocation reads the leases
 //! and writes its own in the same critical section.
 
+pub mod dns;
 pub mod endpoint;
 pub mod ipam;
 pub mod iptables;
@@ -52,6 +53,9 @@ pub struct NetSettings {
     /// `default-address-pools` as (base, size).
     pub pools: Vec<(Subnet, u8)>,
     pub chain_prefix: String,
+    /// Where embedded DNS servers forward what is not ours: the daemon's
+    /// `dns`, else the host's nameservers.
+    pub dns_upstream: Vec<std::net::SocketAddr>,
 }
 
 impl NetSettings {
@@ -65,6 +69,7 @@ impl NetSettings {
                 .filter_map(|p| Some((Subnet::parse(&p.base)?.1, p.size)))
                 .collect(),
             chain_prefix: c.iptables_chain_prefix.clone(),
+            dns_upstream: dns_upstream(&c.dns),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct NetworkService {
     lock: tokio::sync::Mutex<()>,
     /// The userland proxies of each container's published ports.
     proxies: std::sync::Mutex<std::collections::HashMap<String, publish::Proxies>>,
+    /// The embedded DNS servers' tasks, by container.
+    resolvers: std::sync::Mutex<std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>>,
 }
 
 impl NetworkService {
@@ -89,6 +96,7 @@ impl NetworkService {
             netns_dir: exec_root.join("netns"),
             lock: tokio::sync::Mutex::new(()),
             proxies: Default::default(),
+            resolvers: Default::default(),
         }
     }
 
@@ -174,6 +182,26 @@ impl NetworkService {
             .map_err(EngineError::internal)?
             .map_err(|e| EngineError::Internal(format!("iptables: {e}")))
     }
+}
+
+/// `dns` servers, else the nameservers of the host's /etc/resolv.conf, on
+/// port 53.
+fn dns_upstream(dns: &[String]) -> Vec<std::net::SocketAddr> {
+    let host;
+    let servers: Vec<&str> = if dns.is_empty() {
+        host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        host.lines()
+            .filter_map(|l| l.strip_prefix("nameserver"))
+            .map(str::trim)
+            .collect()
+    } else {
+        dns.iter().map(String::as_str).collect()
+    };
+    servers
+        .iter()
+        .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect()
 }
 
 pub fn not_found(name: &str) -> EngineError {

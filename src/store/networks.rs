@@ -190,6 +190,41 @@ pub fn leases_of(conn: &Connection, container_id: &str) -> EngineResult<Vec<Leas
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// One address of a container on a network, with the names it answers
+/// to there (for the embedded DNS server).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameRow {
+    pub network_id: String,
+    pub network_name: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub address: String,
+    /// The endpoint's JSON config (aliases), if the endpoint row exists.
+    pub endpoint_config: Option<String>,
+}
+
+/// Every leased address with its container's name and endpoint config.
+pub fn names(conn: &Connection) -> EngineResult<Vec<NameRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT l.network_id, n.name, l.container_id, c.name, l.address, e.config
+         FROM ip_leases l
+         JOIN networks n ON n.id = l.network_id
+         JOIN containers c ON c.id = l.container_id
+         LEFT JOIN endpoints e ON e.container_id = l.container_id AND e.network_id = l.network_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(NameRow {
+            network_id: r.get(0)?,
+            network_name: r.get(1)?,
+            container_id: r.get(2)?,
+            container_name: r.get(3)?,
+            address: r.get(4)?,
+            endpoint_config: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 pub fn all_leases(conn: &Connection) -> EngineResult<Vec<LeaseRow>> {
     let sql = format!("SELECT {LEASE_COLS} FROM ip_leases");
     let mut stmt = conn.prepare(&sql)?;
