@@ -8,8 +8,6 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{registry, TestDaemon};
@@ -49,43 +47,12 @@ fn lookup(d: &TestDaemon, client: &str, name: &str) -> Option<Vec<String>> {
 
 /// A minimal upstream resolver on `addr:53`: every A query gets
 /// 127.1.2.3, anything else an empty answer.
-struct FakeUpstream {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeUpstream {
-    fn start(addr: &str) -> FakeUpstream {
-        let sock = UdpSocket::bind((addr, 53)).expect("bind fake upstream");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while !s.load(Ordering::Relaxed) {
-                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                if let Some(reply) = fake_answer(&buf[..n]) {
-                    let _ = sock.send_to(&reply, peer);
-                }
-            }
-        });
-        FakeUpstream {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn fake_upstream(addr: &str) -> common::servers::UdpServer {
+    let addr = addr.to_string();
+    common::servers::UdpServer::start(
+        move || UdpSocket::bind((addr.as_str(), 53)).expect("bind fake upstream"),
+        fake_answer,
+    )
 }
 
 /// One question in, the same message back as a response with one A
@@ -185,7 +152,7 @@ fn containers_find_each_other_by_name_alias_and_short_id() {
     assert_eq!(lookup(&d, "other", "web"), Some(vec![web_ip.clone()]));
 
     // Other names go upstream: the daemon's `--dns`, a fake resolver here.
-    let upstream = FakeUpstream::start(&d.net.dns());
+    let upstream = fake_upstream(&d.net.dns());
     assert_eq!(
         lookup(&d, "client", "elsewhere.test"),
         Some(vec!["127.1.2.3".to_string()])

@@ -564,26 +564,9 @@ fn nothing_left_after_a_daemon_crash() {
     assert_clean(&d);
 }
 
-/// `GET /` on 127.0.0.1:port from the host, retried while the server in
-/// the container comes up (it gives no sign of being ready).
+/// `GET /` on 127.0.0.1:port from the host.
 fn http_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut body = None;
-    common::wait_until(std::time::Duration::from_secs(10), || {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-        let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        if out.starts_with("HTTP/1.") {
-            body = Some(out);
-            return true;
-        }
-        false
-    });
-    body
+    common::servers::http_get(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn free_port() -> u16 {

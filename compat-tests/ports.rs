@@ -12,8 +12,6 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{registry, TestDaemon};
@@ -80,50 +78,19 @@ fn free_udp_port() -> u16 {
 
 /// A UDP echo server bound inside a running container's network
 /// namespace (from a thread of ours that entered it), stopped on drop.
-struct UdpEcho {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl UdpEcho {
-    fn start(d: &TestDaemon, name: &str, port: u16) -> UdpEcho {
-        let pid = container(d, name)["State"]["Pid"].as_i64().expect("pid");
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("netns");
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
+/// A UDP echo server inside a container's network namespace.
+fn udp_echo(d: &TestDaemon, name: &str, port: u16) -> common::servers::UdpServer {
+    let pid = container(d, name)["State"]["Pid"].as_i64().expect("pid");
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("netns");
+    common::servers::UdpServer::start(
+        move || {
             // SAFETY: setns on this thread only, with a descriptor we own.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            let s = UdpSocket::bind(("0.0.0.0", port)).expect("bind in the container");
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            ready_tx.send(()).unwrap();
-            let mut buf = [0u8; 1500];
-            while !stop2.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = s.recv_from(&mut buf) {
-                    let _ = s.send_to(&buf[..n], from);
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("echo server ready");
-        UdpEcho {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for UdpEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+            UdpSocket::bind(("0.0.0.0", port)).expect("bind in the container")
+        },
+        |b| Some(b.to_vec()),
+    )
 }
 
 /// Sends `what` to `to` over UDP and returns the answer, retrying a few
@@ -142,27 +109,6 @@ fn udp_ask(to: SocketAddr, what: &str) -> Option<String> {
     None
 }
 
-/// `GET /` on `addr`, retried while the server in the container comes up.
-fn http_get(addr: SocketAddr) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut body = None;
-    common::wait_until(Duration::from_secs(10), || {
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        if out.starts_with("HTTP/1.") {
-            body = Some(out);
-            return true;
-        }
-        false
-    });
-    body
-}
-
 const HTTPD: &str =
     "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www";
 
@@ -175,7 +121,7 @@ fn udp_through_the_proxy_with_its_dnat_rule_gone_at_stop() {
     d.docker_ok(&[
         "run", "-d", "--name", "udp", "-p", &spec, &b, "sleep", "300",
     ]);
-    let echo = UdpEcho::start(&d, "udp", 9053);
+    let echo = udp_echo(&d, "udp", 9053);
     let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     assert_eq!(udp_ask(to, "ping").as_deref(), Some("ping"));
     // A second client gets its own flow, and its own answers.
@@ -232,7 +178,8 @@ fn dnat_from_the_host_to_our_bridge_gateway() {
         "{:#?}",
         port_rules(&d)
     );
-    let page = http_get(SocketAddr::new(gw.parse().unwrap(), port)).expect("no answer");
+    let page =
+        common::servers::http_get(SocketAddr::new(gw.parse().unwrap(), port)).expect("no answer");
     assert!(page.contains("published"), "{page}");
     // The connection went through the DNAT rule (from OUTPUT), not only
     // through the proxy listening on the same address.
@@ -291,7 +238,8 @@ fn host_port_ranges_take_the_first_free_port() {
         "{}",
         d.docker_ok(&["port", "ranged"])
     );
-    let page = http_get(got.parse().unwrap()).expect("no answer on the chosen port");
+    let page =
+        common::servers::http_get(got.parse().unwrap()).expect("no answer on the chosen port");
     assert!(page.contains("published"), "{page}");
     drop(taken);
 
@@ -387,15 +335,18 @@ fn rules_and_proxies_come_back_once_after_a_crash() {
         .filter(|r| r.contains(&format!("-j {}-PORTS", d.net.chain_prefix())))
         .collect();
     assert_eq!(jumps.len(), 3, "{jumps:#?}"); // PREROUTING, OUTPUT, FORWARD
-    let page = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp))).expect("no answer");
+    let page =
+        common::servers::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp))).expect("no answer");
     assert!(page.contains("published"), "{page}");
-    let echo = UdpEcho::start(&d, "keeps", 9053);
+    let echo = udp_echo(&d, "keeps", 9053);
     let to = SocketAddr::from((Ipv4Addr::LOCALHOST, udp));
     assert_eq!(udp_ask(to, "again").as_deref(), Some("again"));
     drop(echo);
     // The dead one's port is free, and it starts again on it.
     d.docker_ok(&["start", "dies"]);
-    assert!(http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, dies_port))).is_some());
+    assert!(
+        common::servers::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, dies_port))).is_some()
+    );
 
     d.docker_ok(&["rm", "-f", "keeps", "dies"]);
     assert_eq!(port_rules(&d), Vec::<String>::new());

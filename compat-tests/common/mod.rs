@@ -8,6 +8,7 @@
 pub mod fake_registry;
 pub mod http;
 pub mod netslot;
+pub mod servers;
 
 use std::ffi::OsStr;
 use std::fs;
