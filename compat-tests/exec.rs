@@ -717,3 +717,69 @@ print("socket", repr(payload))
     assert!(text.contains("socket b'ping\\n'"), "{text}");
     cleanup(&d);
 }
+
+/// A reader that stops reading holds the process up: while it pauses, the
+/// bytes the process has written but the reader has not read stay bounded
+/// (pipes and socket buffers, not the whole output), and once it reads on,
+/// every line comes, in order.
+#[test]
+fn a_slow_reader_slows_the_process_and_loses_nothing() {
+    let d = daemon();
+    run_sleeper(&d, "slowbox", &[]);
+    const LINES: u64 = 6_000_000;
+    let mut cli = d
+        .docker_cmd(&["exec", "slowbox", "seq", "1", &LINES.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker exec");
+    let so = cli.stdout.take().expect("stdout");
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, so);
+    let mut read_bytes = 0u64;
+    let mut next = 1u64;
+    let mut line = String::new();
+    let mut read_line = |reader: &mut std::io::BufReader<_>, read_bytes: &mut u64| -> bool {
+        line.clear();
+        let n = std::io::BufRead::read_line(reader, &mut line).expect("read");
+        if n == 0 {
+            return false;
+        }
+        *read_bytes += n as u64;
+        assert_eq!(
+            line.trim_end(),
+            next.to_string(),
+            "lost or reordered output"
+        );
+        next += 1;
+        true
+    };
+    while read_bytes < 1 << 20 {
+        assert!(read_line(&mut reader, &mut read_bytes));
+    }
+    // Pause. Without back-pressure `seq` would be done (~47 MB) by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let top = d.docker_ok(&["top", "slowbox", "-eo", "pid,comm"]);
+    let pid = top
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let pid = w.next()?;
+            (w.next()? == "seq").then(|| pid.to_string())
+        })
+        .unwrap_or_else(|| panic!("seq finished while nobody read its output:\n{top}"));
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/pid/io");
+    let written: u64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar");
+    let in_flight = written.saturating_sub(read_bytes + reader.buffer().len() as u64);
+    assert!(
+        in_flight < 16 << 20,
+        "{in_flight} bytes written but unread while the reader paused"
+    );
+    while read_line(&mut reader, &mut read_bytes) {}
+    assert_eq!(next, LINES + 1, "lines lost");
+    assert!(cli.wait().expect("wait").success());
+    cleanup(&d);
+}
