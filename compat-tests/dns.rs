@@ -1,9 +1,10 @@
 //! Names between containers through the stock docker CLI: on a user
 //! network each container's embedded DNS server (127.0.0.11) answers for
 //! container names, network aliases and short IDs of the networks it is
-//! on, and forwards the rest upstream (here a fake resolver on the test
-//! daemon's own loopback address: no query leaves the machine). The
-//! default bridge has no names. It all comes back after a daemon crash.
+//! on (and PTR queries for their addresses), and forwards the rest
+//! upstream (here a fake resolver on the test daemon's own loopback
+//! address: no query leaves the machine). The default bridge has no
+//! names. It all comes back after a daemon crash.
 
 mod common;
 
@@ -138,6 +139,9 @@ fn containers_find_each_other_by_name_alias_and_short_id() {
             "{name}"
         );
     }
+    // And back: the address is web.front.
+    let out = d.docker_ok(&["exec", "client", "nslookup", &web_ip]);
+    assert!(out.contains("name = web.front"), "{out}");
     // Reached by name, not only resolved.
     d.docker_ok(&["exec", "client", "ping", "-c", "1", "-W", "5", "www"]);
 

@@ -2,8 +2,9 @@
 //! names, network aliases (compose's service names) and 12-character short
 //! IDs of the containers on the user-defined networks the asker is on,
 //! optionally qualified with the network's name (`web.mynet`) or with one
-//! of the asker's search domains. The default `bridge` network has no
-//! name resolution, as in dockerd.
+//! of the asker's search domains; and back from those addresses to
+//! `<name>.<network>`. The default `bridge` network has no name
+//! resolution, as in dockerd.
 
 use std::net::Ipv4Addr;
 
@@ -60,6 +61,37 @@ pub fn resolve(rows: &[NameRow], asker: &str, qname: &str, search: &[String]) ->
         }
     }
     out
+}
+
+/// The name of `addr` for `asker` (`<container>.<network>`, as dockerd
+/// answers PTR queries), if it is an address on one of its networks.
+pub fn reverse(rows: &[NameRow], asker: &str, addr: Ipv4Addr) -> Option<String> {
+    let asker_nets: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.container_id == asker && r.network_name != DEFAULT_BRIDGE)
+        .map(|r| r.network_id.as_str())
+        .collect();
+    rows.iter()
+        .find(|r| asker_nets.contains(&r.network_id.as_str()) && r.address.parse() == Ok(addr))
+        .map(|r| format!("{}.{}", r.container_name, r.network_name))
+}
+
+/// `4.3.2.1.in-addr.arpa` to 1.2.3.4.
+pub fn arpa_to_ipv4(qname: &str) -> Option<Ipv4Addr> {
+    let rest = qname
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+        .strip_suffix(".in-addr.arpa")?
+        .to_string();
+    let mut parts: Vec<u8> = rest
+        .split('.')
+        .map(|p| p.parse::<u8>().ok())
+        .collect::<Option<_>>()?;
+    if parts.len() != 4 {
+        return None;
+    }
+    parts.reverse();
+    Some(Ipv4Addr::new(parts[0], parts[1], parts[2], parts[3]))
 }
 
 fn answers_to(r: &NameRow, name: &str) -> bool {
@@ -138,6 +170,19 @@ mod tests {
             ask('a', "bbbbbbbbbbb").is_empty(),
             "11 characters are no short ID"
         );
+    }
+
+    #[test]
+    fn reverse_names_on_shared_networks_only() {
+        let r = rows();
+        let a = "a".repeat(64);
+        let ip = arpa_to_ipv4("3.1.30.172.in-addr.arpa.").unwrap();
+        assert_eq!(ip, Ipv4Addr::new(172, 30, 1, 3));
+        assert_eq!(reverse(&r, &a, ip).as_deref(), Some("db.front"));
+        assert_eq!(reverse(&r, &a, Ipv4Addr::new(172, 30, 2, 4)), None);
+        assert_eq!(reverse(&r, &a, Ipv4Addr::new(172, 17, 0, 3)), None);
+        assert_eq!(arpa_to_ipv4("1.2.3.in-addr.arpa"), None);
+        assert_eq!(arpa_to_ipv4("example.com"), None);
     }
 
     #[test]

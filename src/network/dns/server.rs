@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::AbortHandle;
@@ -147,6 +147,21 @@ async fn answer(ctx: &Context, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
                 _ => vec![],
             };
             return reply(&req, ResponseCode::NoError, records);
+        }
+    }
+    if q.query_type() == RecordType::PTR {
+        if let Some(ip) = lookup::arpa_to_ipv4(&q.name().to_ascii()) {
+            let names = ctx
+                .store
+                .call(|conn| rows::names(conn))
+                .await
+                .unwrap_or_default();
+            let target = lookup::reverse(&names, &ctx.container_id, ip)
+                .and_then(|n| Name::from_ascii(format!("{n}.")).ok());
+            if let Some(target) = target {
+                let record = Record::from_rdata(q.name().clone(), TTL, RData::PTR(PTR(target)));
+                return reply(&req, ResponseCode::NoError, vec![record]);
+            }
         }
     }
     match forward(&ctx.upstream, query, tcp).await {
