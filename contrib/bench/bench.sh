@@ -19,24 +19,14 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RUNS="${BENCH_RUNS:-5}"
-INSTALL_DOCKERD=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) RUNS="$2"; shift 2 ;;
-        --runs=*) RUNS="${1#*=}"; shift ;;
-        --install-dockerd) INSTALL_DOCKERD=1; shift ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "bench: unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=contrib/bench/lib.sh
+. "$REPO/contrib/bench/lib.sh"
+bench_args 5 "$@"
 IMAGE="${BENCH_IMAGE:-bench100:latest}"
 SETTLE="${BENCH_SETTLE:-3}"
 WARMUP="${BENCH_WARMUP:-1}"
 MYDOCKERD="${MYDOCKERD:-$REPO/target/release/mydockerd}"
 
-# shellcheck source=contrib/bench/lib.sh
-. "$REPO/contrib/bench/lib.sh"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
 bench_setup
 REF="$REG/$IMAGE"

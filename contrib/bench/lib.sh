@@ -4,11 +4,46 @@
 # registry if we started it). Source it, set the variables below, then call
 # bench_setup.
 #
-# Caller variables: REPO, INSTALL_DOCKERD (0/1), MYDOCKERD.
+# Caller variables: REPO, MYDOCKERD (and RUNS, INSTALL_DOCKERD from bench_args).
 # Sets: DOCKER, DOCKERD (empty if not installed), TMP, REG (127.0.0.1:PORT),
 #   and, while a daemon runs, MY_PID/MY_SOCK or DD_PID/CTD_PID/DD_SOCK/DD_INFO.
 
 log() { echo "bench: $*" >&2; }
+
+# bench_args DEFAULT_RUNS "$@": the options every benchmark takes (--runs N,
+# --install-dockerd, -h); sets RUNS (BENCH_RUNS overrides the default) and
+# INSTALL_DOCKERD. -h prints the script's leading comment.
+bench_args() {
+    RUNS="${BENCH_RUNS:-$1}"
+    INSTALL_DOCKERD=0
+    shift
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --runs) RUNS="$2"; shift 2 ;;
+            --runs=*) RUNS="${1#*=}"; shift ;;
+            --install-dockerd) INSTALL_DOCKERD=1; shift ;;
+            -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+            *) echo "bench: unknown argument: $1" >&2; exit 2 ;;
+        esac
+    done
+}
+
+# with_dockerd FN: runs FN against a private dockerd (DOCKER_HOST set), then
+# stops it; HAVE_DD=1. Without dockerd installed: HAVE_DD=0 and a note.
+with_dockerd() {
+    HAVE_DD=0
+    if [ -z "$DOCKERD" ]; then
+        echo "dockerd not installed: skipping comparison"
+        return 0
+    fi
+    start_dockerd "$TMP/dockerd"
+    export DOCKER_HOST="unix://$DD_SOCK"
+    "$1"
+    unset DOCKER_HOST
+    log "$DD_INFO"
+    stop_dockerd
+    HAVE_DD=1
+}
 CUR_LOG=""  # log of the daemon under test: its tail is shown when something breaks
 die() {
     log "error: $*"
@@ -58,9 +93,9 @@ remove_containers() {
     ids="$(DOCKER_HOST="unix://$sock" "$DOCKER" ps -aq 2>/dev/null || true)"
     if [ -n "$ids" ]; then
         # shellcheck disable=SC2086 # one ID per word
-        DOCKER_HOST="unix://$sock" "$DOCKER" rm -f $ids >/dev/null 2>&1 || log "warning: could not remove $comm's containers"
+        DOCKER_HOST="unix://$sock" timeout 120 "$DOCKER" rm -f $ids >/dev/null 2>&1 || log "warning: could not remove $comm's containers"
     fi
-    DOCKER_HOST="unix://$sock" "$DOCKER" network prune -f >/dev/null 2>&1 || true
+    DOCKER_HOST="unix://$sock" timeout 60 "$DOCKER" network prune -f >/dev/null 2>&1 || true
 }
 
 cleanup() {

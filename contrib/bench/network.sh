@@ -16,24 +16,14 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RUNS="${BENCH_RUNS:-15}"
-INSTALL_DOCKERD=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) RUNS="$2"; shift 2 ;;
-        --runs=*) RUNS="${1#*=}"; shift ;;
-        --install-dockerd) INSTALL_DOCKERD=1; shift ;;
-        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "bench: unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=contrib/bench/lib.sh
+. "$REPO/contrib/bench/lib.sh"
+bench_args 15 "$@"
 NET_MB="${BENCH_NET_MB:-500}"
 SUBNET="${BENCH_SUBNET:-172.30.251.0/24}"
 PORT="${BENCH_PORT:-18080}"
 MYDOCKERD="${MYDOCKERD:-$REPO/target/release/mydockerd}"
 
-# shellcheck source=contrib/bench/lib.sh
-. "$REPO/contrib/bench/lib.sh"
 for v in RUNS NET_MB PORT; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
@@ -77,18 +67,8 @@ bench_daemon MY
 unset DOCKER_HOST
 stop_mydockerd
 
-HAVE_DD=0
-if [ -n "$DOCKERD" ]; then
-    start_dockerd "$TMP/dockerd"
-    export DOCKER_HOST="unix://$DD_SOCK"
-    bench_daemon DD
-    unset DOCKER_HOST
-    log "$DD_INFO"
-    stop_dockerd
-    HAVE_DD=1
-else
-    echo "dockerd not installed: skipping comparison"
-fi
+bench_dd() { bench_daemon DD; }
+with_dockerd bench_dd
 
 echo
 echo "mydocker: $("$MYDOCKERD" --version 2>/dev/null || echo mydockerd); image $IMG"
