@@ -283,7 +283,8 @@ fn parse_security_opts(opts: &[String]) -> EngineResult<SecurityOpts> {
             "seccomp" => {
                 out.seccomp = match v {
                     "unconfined" => Seccomp::Unconfined,
-                    "builtin" => Seccomp::Default,
+                    // dockerd reads an empty profile as the default one.
+                    "builtin" | "" => Seccomp::Default,
                     json => Seccomp::Profile(json.to_string()),
                 }
             }
@@ -790,6 +791,10 @@ mod tests {
             p(&["seccomp=unconfined", "seccomp=builtin"])
                 .unwrap()
                 .seccomp,
+            Seccomp::Default
+        );
+        assert_eq!(
+            p(&["seccomp=unconfined", "seccomp="]).unwrap().seccomp,
             Seccomp::Default
         );
         let json = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}"#;
