@@ -1,5 +1,6 @@
 //! Security and process options through the stock docker CLI, each seen
-//! from inside the container: capabilities, no_new_privs, seccomp/AppArmor
+//! from inside the container: capabilities, no_new_privs, seccomp (the
+//! default profile, `unconfined`, custom profiles, execs), AppArmor
 //! `unconfined`, privileged, ulimits, sysctls, devices, groups, DNS and
 //! hosts files, `--init`, the OOM score and a read-only root. Bad values
 //! are refused at create with dockerd's messages, leaving nothing behind.
@@ -144,40 +145,10 @@ fn capabilities_security_opts_and_privileged() {
             "{opt}"
         );
     }
-    // We load no seccomp filter at all: `unconfined` is what every
-    // container gets, and says so.
     assert_eq!(
-        status_field(
-            &d,
-            &[
-                "--security-opt",
-                "seccomp=unconfined",
-                "--security-opt",
-                "apparmor=unconfined"
-            ],
-            "Seccomp"
-        ),
+        status_field(&d, &["--security-opt", "apparmor=unconfined"], "NoNewPrivs"),
         "0"
     );
-    refused(
-        &d,
-        &["--security-opt", "label=level:s0"],
-        "SecurityOpt \"label=level:s0\" is not supported by mydocker yet",
-    );
-    refused(
-        &d,
-        &["--security-opt", "bogus=1"],
-        "invalid --security-opt 2: \"bogus=1\"",
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let profile = dir.path().join("profile.json");
-    std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).expect("write");
-    refused(
-        &d,
-        &["--security-opt", &format!("seccomp={}", profile.display())],
-        "only seccomp=unconfined is accepted",
-    );
-
     // Privileged: every capability, the host's devices, no masked or
     // read-only paths, /sys writable.
     assert_eq!(status_field(&d, &["--privileged"], "CapEff"), all);
@@ -231,6 +202,165 @@ fn capabilities_security_opts_and_privileged() {
         v[0]["HostConfig"]["SecurityOpt"],
         serde_json::json!(["no-new-privileges"])
     );
+    rm_all(&d);
+}
+
+#[test]
+fn seccomp_default_unconfined_custom_and_exec() {
+    let d = daemon();
+    // dockerd's default profile, in mode 2 (filter); none when asked or
+    // privileged.
+    assert_eq!(status_field(&d, &[], "Seccomp"), "2");
+    assert_eq!(
+        d.docker_ok(&["info", "--format", "{{json .SecurityOptions}}"])
+            .trim(),
+        r#"["name=seccomp,profile=builtin"]"#
+    );
+    assert_eq!(
+        status_field(&d, &["--security-opt", "seccomp=builtin"], "Seccomp"),
+        "2"
+    );
+    assert_eq!(
+        status_field(&d, &["--security-opt", "seccomp=unconfined"], "Seccomp"),
+        "0"
+    );
+    assert_eq!(status_field(&d, &["--privileged"], "Seccomp"), "0");
+    // It bites: unshare needs CAP_SYS_ADMIN's rules (EPERM), and with
+    // CAP_SYS_ADMIN added the profile lets it through.
+    let out = sh(
+        &d,
+        &[],
+        "unshare -u true 2>&1 && echo unshared || echo refused",
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.ends_with("refused\n"), "{out}");
+    let out = sh(
+        &d,
+        &["--cap-add", "SYS_ADMIN"],
+        "unshare -u true 2>&1 && echo unshared || echo refused",
+    );
+    assert_eq!(out, "unshared\n");
+    // The common things still work under it: a shell, files, --init.
+    assert_eq!(
+        sh(&d, &["--init"], "mkdir /tmp/a && ls /tmp && id -u"),
+        "a\n0\n"
+    );
+    assert_eq!(
+        status_field(&d, &["--security-opt", "no-new-privileges"], "Seccomp"),
+        "2"
+    );
+
+    // Execs get the container's filter, privileged or not.
+    let b = busybox();
+    let id = d.docker_ok(&["run", "-d", "--name", &name(), &b, "sleep", "60"]);
+    let id = id.trim();
+    let field = |out: String| {
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        field(d.docker_ok(&["exec", id, "grep", "^Seccomp:", "/proc/self/status"])),
+        "2"
+    );
+    assert_eq!(
+        field(d.docker_ok(&[
+            "exec",
+            "--privileged",
+            id,
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status"
+        ])),
+        "2"
+    );
+    let free = d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name(),
+        "--security-opt",
+        "seccomp=unconfined",
+        &b,
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        field(d.docker_ok(&[
+            "exec",
+            free.trim(),
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status"
+        ])),
+        "0"
+    );
+
+    // A custom profile from a file: mkdir denied with EPERM, the rest
+    // allowed. The CLI sends its (compacted) JSON, and inspect shows it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ]
+        }"#,
+    )
+    .expect("write");
+    let opt = format!("seccomp={}", profile.display());
+    let out = sh(
+        &d,
+        &["--security-opt", &opt],
+        "touch /tmp/f && echo touched; mkdir /x 2>&1 || echo no-mkdir; grep ^Seccomp: /proc/self/status",
+    );
+    assert!(out.starts_with("touched\n"), "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("no-mkdir\nSeccomp:\t2\n"), "{out}");
+    let id = d.docker_ok(&[
+        "create",
+        "--name",
+        &name(),
+        "--security-opt",
+        &opt,
+        &b,
+        "true",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&d.docker_ok(&["inspect", id.trim()])).expect("inspect json");
+    assert_eq!(
+        v[0]["HostConfig"]["SecurityOpt"],
+        serde_json::json!([
+            r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#
+        ])
+    );
+    // A default container's SecurityOpt stays null, as under dockerd.
+    let id = d.docker_ok(&["create", "--name", &name(), &b, "true"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&d.docker_ok(&["inspect", id.trim()])).expect("inspect json");
+    assert!(v[0]["HostConfig"]["SecurityOpt"].is_null(), "{v}");
+
+    // Bad profiles: a 400 at create naming the problem, nothing stored.
+    std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_BOGUS"}"#).expect("write");
+    refused(
+        &d,
+        &["--security-opt", &opt],
+        "invalid seccomp profile: defaultAction: unknown action \"SCMP_ACT_BOGUS\"",
+    );
+    let before = d.docker_ok(&["ps", "-aq"]);
+    let (status, msg) = create_raw(
+        &d,
+        serde_json::json!({"SecurityOpt": ["seccomp={\"defaultAction\": "]}),
+    );
+    assert_eq!(status, 400, "{msg}");
+    assert!(
+        msg.starts_with("Decoding seccomp profile failed: "),
+        "{msg}"
+    );
+    assert_eq!(d.docker_ok(&["ps", "-aq"]), before, "nothing created");
     rm_all(&d);
 }
 

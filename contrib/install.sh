@@ -9,7 +9,14 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is required (https://rustup.rs or Debian's cargo package)" >&2
     exit 1
 fi
-command -v cc >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null; }
+# A C toolchain and libseccomp (the seccomp filters are compiled with it).
+need=()
+command -v cc >/dev/null || need+=(gcc)
+dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 cargo build --release
 install -m 0755 target/release/mydockerd /usr/local/bin/mydockerd

@@ -2,9 +2,10 @@
 # Runs every test of mydocker on a Debian machine, installing what the tests
 # need first. This is the README's test command and what CI runs.
 #
-# - Debian packages: the local registry, busybox-static for the test images,
-#   zstd and apache2-utils for the zstd and auth test images, and a docker
-#   CLI when none is on PATH.
+# - Debian packages: libseccomp-dev to build (the seccomp filters are
+#   compiled with libseccomp), the local registry, busybox-static for the
+#   test images, zstd and apache2-utils for the zstd and auth test images,
+#   and a docker CLI when none is on PATH.
 # - Python: docker-py (for compat-tests/exec.rs) with pip into the venv
 #   target/pyvenv, before the tests cut outbound traffic.
 # - Starts (or reuses) the local test registry, runs unit and compat tests,
@@ -13,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v zstd >/dev/null || need+=(zstd)

@@ -131,6 +131,19 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             }
         });
     }
+    // The default profile for the default capabilities, compiled off the
+    // API's path so that the first `docker run` finds it cached.
+    if crate::runtime::seccomp::supported() {
+        tokio::task::spawn_blocking(|| {
+            let caps: Vec<String> = crate::runtime::spec::DEFAULT_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            if let Err(e) = crate::runtime::seccomp::program_for(None, &caps) {
+                tracing::error!(error = %e, "the default seccomp profile does not compile");
+            }
+        });
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         images,

@@ -173,7 +173,12 @@ pub async fn info(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value
         "ContainerdCommit": { "ID": "" },
         "RuncCommit": { "ID": "" },
         "InitCommit": { "ID": "" },
-        "SecurityOptions": [],
+        // As dockerd lists them: the default seccomp profile is ours.
+        "SecurityOptions": if crate::runtime::seccomp::supported() {
+            vec!["name=seccomp,profile=builtin"]
+        } else {
+            vec![]
+        },
         "Warnings": [],
     })))
 }

@@ -11,13 +11,16 @@
 //! address of `host-gateway` becomes the default bridge's gateway, given
 //! by the caller, as dockerd does).
 //!
-//! `Devices` are made as nodes on both cgroup versions, but the devices
-//! cgroup only enforces access on v1: on v2 that takes an eBPF program we
-//! do not load yet (the cgroup manager reports it as a note at start).
+//! Seccomp as dockerd: the default profile unless privileged or
+//! `seccomp=unconfined`; `seccomp=builtin` names the default; any other
+//! value is a profile's JSON text (the CLI reads the file), checked and
+//! compiled at create so a bad one is a 400 (dockerd finds out at start).
+//! The filter is compiled for the container's capabilities at start
+//! ([`crate::runtime::seccomp`]).
 //!
-//! Not applied, and refused rather than ignored: seccomp and AppArmor
-//! profiles (we load none, so only `unconfined` is accepted, which is what
-//! every container gets), SELinux labels.
+//! Not applied, and refused rather than ignored: AppArmor profiles (we
+//! load none, so only `unconfined` is accepted, which is what every
+//! container gets), SELinux labels.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -30,6 +33,7 @@ use serde_json::Value;
 use crate::error::{EngineError, EngineResult};
 use crate::runtime::cgroups::{resources, DeviceMapping};
 use crate::runtime::process::{rlimit_resource, CAPABILITIES};
+use crate::runtime::seccomp;
 use crate::runtime::spec::{ContainerSpec, DeviceNode, Rlimit, DEFAULT_CAPABILITIES};
 
 /// HostConfig keys this module handles (create.rs lets them through).
@@ -118,7 +122,18 @@ pub fn validate(hc: &serde_json::Map<String, Value>) -> EngineResult<()> {
     let o = options(hc)?;
     normalize_caps(&o.cap_add).map_err(|e| invalid(format!("invalid CapAdd: {e}")))?;
     normalize_caps(&o.cap_drop).map_err(|e| invalid(format!("invalid CapDrop: {e}")))?;
-    parse_security_opts(&o.security_opt)?;
+    let sec = parse_security_opts(&o.security_opt)?;
+    if let Seccomp::Profile(json) = &sec.seccomp {
+        // Compiled now for the capabilities it will run with, so every
+        // error (bad JSON, unknown action, a rule libseccomp refuses)
+        // comes before anything is stored; the start reuses the result.
+        let caps = if o.privileged {
+            CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        } else {
+            tweak_caps(&o.cap_add, &o.cap_drop).map_err(invalid)?
+        };
+        seccomp::program_for(Some(json), &caps).map_err(invalid)?;
+    }
     rlimits(&o.ulimits)?;
     let own_netns = o.network_mode != "host";
     for key in o.sysctls.keys() {
@@ -223,6 +238,18 @@ fn tweak_caps(add: &[String], drop: &[String]) -> Result<Vec<String>, String> {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct SecurityOpts {
     no_new_privileges: bool,
+    seccomp: Seccomp,
+}
+
+/// The `seccomp=` choice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Seccomp {
+    /// Our default profile (no option, or `seccomp=builtin`).
+    #[default]
+    Default,
+    Unconfined,
+    /// A profile's JSON text.
+    Profile(String),
 }
 
 /// dockerd's `parseSecurityOpt`, refusing what we cannot honour by name.
@@ -254,13 +281,14 @@ fn parse_security_opts(opts: &[String]) -> EngineResult<SecurityOpts> {
                 out.no_new_privileges = parse_go_bool(v)
                     .ok_or_else(|| invalid(format!("invalid --security-opt 2: {opt:?}")))?;
             }
-            // No filter is ever loaded, so "unconfined" is the truth.
-            "seccomp" if v == "unconfined" => {}
+            // The last one wins, as in dockerd.
             "seccomp" => {
-                return Err(unsupported(
-                    &format!("seccomp={}", short(v)),
-                    "no seccomp profile is applied, only seccomp=unconfined is accepted",
-                ))
+                out.seccomp = match v {
+                    "unconfined" => Seccomp::Unconfined,
+                    // dockerd reads an empty profile as the default one.
+                    "builtin" | "" => Seccomp::Default,
+                    json => Seccomp::Profile(json.to_string()),
+                }
             }
             "apparmor" if v == "unconfined" => {}
             "apparmor" => {
@@ -276,16 +304,6 @@ fn parse_security_opts(opts: &[String]) -> EngineResult<SecurityOpts> {
         }
     }
     Ok(out)
-}
-
-/// A custom seccomp profile arrives as its whole JSON text: name its start.
-fn short(v: &str) -> String {
-    let one_line: String = v.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 40 {
-        format!("{}...", one_line.chars().take(40).collect::<String>())
-    } else {
-        one_line
-    }
 }
 
 /// Go's `strconv.ParseBool`.
@@ -408,6 +426,15 @@ pub struct StartOptions {
     dns_search: Vec<String>,
     dns_options: Vec<String>,
     extra_hosts: Vec<(String, String)>,
+    /// The profile to compile at start (`None`: no filter).
+    seccomp: Option<SeccompSource>,
+}
+
+/// Which profile a container's filter comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SeccompSource {
+    Default,
+    Json(String),
 }
 
 /// Puts the stored options into `spec` (capabilities, no_new_privs,
@@ -423,7 +450,26 @@ pub fn plan(hc: &Value, spec: &mut ContainerSpec) -> EngineResult<StartOptions> 
         spec.process.capabilities =
             tweak_caps(&o.cap_add, &o.cap_drop).map_err(EngineError::InvalidParameter)?;
     }
-    spec.process.no_new_privileges = parse_security_opts(&o.security_opt)?.no_new_privileges;
+    let sec = parse_security_opts(&o.security_opt)?;
+    spec.process.no_new_privileges = sec.no_new_privileges;
+    // dockerd: a privileged container has no filter.
+    let seccomp = match sec.seccomp {
+        _ if spec.privileged => None,
+        Seccomp::Unconfined => None,
+        Seccomp::Default if !seccomp::supported() => {
+            tracing::warn!(
+                "seccomp is not enabled in your kernel, running container without default profile"
+            );
+            None
+        }
+        Seccomp::Profile(_) if !seccomp::supported() => {
+            return Err(invalid(
+                "seccomp is not enabled in your kernel, cannot run a custom seccomp profile",
+            ))
+        }
+        Seccomp::Default => Some(SeccompSource::Default),
+        Seccomp::Profile(json) => Some(SeccompSource::Json(json)),
+    };
     spec.process.rlimits = rlimits(&o.ulimits)?;
     spec.sysctls = o.sysctls.clone();
     if o.oom_score_adj != 0 {
@@ -443,6 +489,7 @@ pub fn plan(hc: &Value, spec: &mut ContainerSpec) -> EngineResult<StartOptions> 
         dns_search: o.dns_search,
         dns_options: o.dns_options,
         extra_hosts,
+        seccomp,
     })
 }
 
@@ -470,9 +517,11 @@ impl StartOptions {
         Ok(())
     }
 
-    /// The parts that read files: supplementary groups from the image's
-    /// `/etc/group` (the user's memberships, then `GroupAdd`), and the
-    /// device nodes (`Devices`; every host device when privileged).
+    /// The parts that read files or take time: supplementary groups from
+    /// the image's `/etc/group` (the user's memberships, then
+    /// `GroupAdd`), the device nodes (`Devices`; every host device when
+    /// privileged), and the seccomp filter for the container's
+    /// capabilities (compiled once per profile and capability set).
     /// Errors are in dockerd's words.
     pub fn apply(
         &self,
@@ -521,6 +570,16 @@ impl StartOptions {
                 spec.devices.push(n.clone());
             }
         }
+        spec.process.seccomp = match &self.seccomp {
+            None => None,
+            Some(source) => {
+                let json = match source {
+                    SeccompSource::Default => None,
+                    SeccompSource::Json(j) => Some(j.as_str()),
+                };
+                seccomp::program_for(json, &spec.process.capabilities)?.map(|p| (*p).clone())
+            }
+        };
         Ok(())
     }
 
@@ -794,12 +853,29 @@ mod tests {
                 .unwrap()
                 .no_new_privileges
         );
-        p(&[
+        let o = p(&[
             "seccomp=unconfined",
             "apparmor=unconfined",
             "seccomp:unconfined",
         ])
         .expect("ok");
+        assert_eq!(o.seccomp, Seccomp::Unconfined);
+        assert_eq!(p(&[]).unwrap().seccomp, Seccomp::Default);
+        assert_eq!(
+            p(&["seccomp=unconfined", "seccomp=builtin"])
+                .unwrap()
+                .seccomp,
+            Seccomp::Default
+        );
+        assert_eq!(
+            p(&["seccomp=unconfined", "seccomp="]).unwrap().seccomp,
+            Seccomp::Default
+        );
+        let json = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}"#;
+        assert_eq!(
+            p(&[&format!("seccomp={json}")]).unwrap().seccomp,
+            Seccomp::Profile(json.into())
+        );
         assert_eq!(
             p(&["no-new-privileges=maybe"]).unwrap_err().to_string(),
             r#"invalid --security-opt 2: "no-new-privileges=maybe""#
@@ -812,22 +888,65 @@ mod tests {
             p(&["bogus=1"]).unwrap_err().to_string(),
             r#"invalid --security-opt 2: "bogus=1""#
         );
-        let e = p(&[r#"seccomp={"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}"#])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with(r#"SecurityOpt "seccomp={\"defaultAction\""#),
-            "{e}"
-        );
-        assert!(e.contains("only seccomp=unconfined"), "{e}");
-        for o in [
-            "label=level:s0",
-            "apparmor=docker-default",
-            "seccomp=builtin",
-        ] {
+        for o in ["label=level:s0", "apparmor=docker-default"] {
             let e = p(&[o]).unwrap_err().to_string();
             assert!(e.contains("not supported by mydocker"), "{o}: {e}");
         }
+    }
+
+    #[test]
+    fn seccomp_choices() {
+        // A bad profile is a 400 at create, naming what is wrong.
+        assert!(
+            err(r#"{"SecurityOpt":["seccomp={not json"]}"#)
+                .starts_with("Decoding seccomp profile failed: "),
+            "bad JSON"
+        );
+        assert_eq!(
+            err(r#"{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_NOPE\"}"]}"#),
+            r#"invalid seccomp profile: defaultAction: unknown action "SCMP_ACT_NOPE""#
+        );
+        validate(&hc(
+            r#"{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\"}]}"]}"#,
+        ))
+        .expect("a good profile");
+        validate(&hc(r#"{"SecurityOpt":["seccomp=builtin"]}"#)).expect("builtin");
+
+        let filter_of = |hc: Value, privileged: bool| {
+            let mut spec = ContainerSpec {
+                privileged,
+                ..Default::default()
+            };
+            let opts = plan(&hc, &mut spec).expect("plans");
+            opts.apply(&mut spec, &[], "").expect("applies");
+            spec.process.seccomp
+        };
+        let default = filter_of(serde_json::json!({}), false).expect("the default profile");
+        default.validate().expect("a valid program");
+        assert_eq!(
+            filter_of(
+                serde_json::json!({"SecurityOpt": ["seccomp=builtin"]}),
+                false
+            ),
+            Some(default.clone())
+        );
+        // More capabilities, other rules.
+        let admin = filter_of(serde_json::json!({"CapAdd": ["SYS_ADMIN"]}), false);
+        assert_ne!(admin, Some(default.clone()));
+        assert_eq!(
+            filter_of(
+                serde_json::json!({"SecurityOpt": ["seccomp=unconfined"]}),
+                false
+            ),
+            None
+        );
+        assert_eq!(filter_of(serde_json::json!({}), true), None, "privileged");
+        let custom = filter_of(
+            serde_json::json!({"SecurityOpt": [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#]}),
+            false,
+        )
+        .expect("a custom filter");
+        assert!(custom.len() < default.len());
     }
 
     #[test]

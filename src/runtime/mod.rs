@@ -34,6 +34,7 @@ pub mod process;
 pub mod protocol;
 mod pty;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sys;

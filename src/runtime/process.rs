@@ -2,8 +2,10 @@
 //! capabilities, `no_new_privs`, rlimits, working directory and the
 //! entrypoint look-up, each step through [`Sys`].
 //!
-//! Order follows runc: bounding set first (needs CAP_SETPCAP), then the
-//! user switch with KEEPCAPS, then the remaining sets.
+//! Order follows runc: the seccomp filter first unless `no_new_privs` is
+//! set (installing it then needs CAP_SYS_ADMIN), bounding set (needs
+//! CAP_SETPCAP), the user switch with KEEPCAPS, the remaining sets,
+//! `no_new_privs`, and there the filter when it waited for it.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -178,6 +180,14 @@ pub fn apply_credentials(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), Init
             rlimit_resource(&r.name).ok_or_else(|| InitError::UnknownRlimit(r.name.clone()))?;
         sys.setrlimit(res, r.soft, r.hard)?;
     }
+    // Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: now,
+    // before any capability goes (runc's order). The filter must then
+    // allow the calls below, which the default profile does.
+    if !p.no_new_privileges {
+        if let Some(filter) = &p.seccomp {
+            sys.load_seccomp(filter)?;
+        }
+    }
     // Never more than we hold: a daemon running without some capability
     // (a restricted host) cannot grant it.
     let held = all_capabilities() & sys.permitted_caps()?;
@@ -203,6 +213,10 @@ pub fn apply_credentials(sys: &dyn Sys, spec: &ContainerSpec) -> Result<(), Init
     sys.clear_ambient()?;
     if p.no_new_privileges {
         sys.set_no_new_privs()?;
+        // With no_new_privs no privilege is needed: as late as possible.
+        if let Some(filter) = &p.seccomp {
+            sys.load_seccomp(filter)?;
+        }
     }
     Ok(())
 }
@@ -332,6 +346,28 @@ mod tests {
         assert!(pos("setresuid") < pos("keepcaps false"));
         assert!(pos("keepcaps false") < pos("capset"));
         assert_eq!(calls.last().map(String::as_str), Some("no_new_privs"));
+
+        // A filter: with no_new_privs, right after it; without, before
+        // any capability is dropped (it needs CAP_SYS_ADMIN then).
+        let filter = crate::runtime::seccomp::SeccompProgram {
+            filter: vec![0; 16],
+            flags: 0,
+        };
+        spec.process.seccomp = Some(filter);
+        let sys = FakeSys::new();
+        apply_credentials(&sys, &spec).expect("applies");
+        let calls = sys.calls();
+        assert_eq!(
+            calls[calls.len() - 2..],
+            ["no_new_privs", "seccomp 2 flags 0"]
+        );
+        spec.process.no_new_privileges = false;
+        let sys = FakeSys::new();
+        apply_credentials(&sys, &spec).expect("applies");
+        let calls = sys.calls();
+        let at = |s: &str| calls.iter().position(|c| c.starts_with(s)).unwrap();
+        assert!(at("setrlimit") < at("seccomp") && at("seccomp") < at("drop_bounding"));
+        assert!(!calls.contains(&"no_new_privs".to_string()));
         let bad = ContainerSpec {
             process: ProcessSpec {
                 rlimits: vec![Rlimit {

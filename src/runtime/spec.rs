@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::seccomp::SeccompProgram;
+
 /// Name of the spec file inside a bundle.
 pub const SPEC_FILE: &str = "spec.json";
 
@@ -192,6 +194,10 @@ pub struct ProcessSpec {
     /// `--init`: PID 1 is our small init, which runs the command as its
     /// child, forwards signals to it and reaps zombies.
     pub init: bool,
+    /// The seccomp filter (`None`: unconfined). Part of the process so
+    /// that every exec into the container gets the container's filter,
+    /// as runc gives it.
+    pub seccomp: Option<SeccompProgram>,
 }
 
 impl Default for ProcessSpec {
@@ -210,6 +216,7 @@ impl Default for ProcessSpec {
             rlimits: Vec::new(),
             oom_score_adj: None,
             init: false,
+            seccomp: None,
         }
     }
 }
@@ -391,6 +398,9 @@ impl ContainerSpec {
                     d.path, d.kind
                 )));
             }
+        }
+        if let Some(p) = &self.process.seccomp {
+            p.validate().map_err(SpecError::Invalid)?;
         }
         for k in self.sysctls.keys() {
             if k.contains(['/', '\0']) || k.split('.').any(str::is_empty) {

@@ -13,6 +13,8 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use thiserror::Error;
 
+use super::seccomp::SeccompProgram;
+
 /// A failed system call, naming the call and its main argument.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("{call} {arg}: {errno}")]
@@ -92,6 +94,9 @@ pub trait Sys {
     fn permitted_caps(&self) -> Result<u64, SysError>;
     fn set_no_new_privs(&self) -> Result<(), SysError>;
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> Result<(), SysError>;
+    /// Installs a seccomp filter on this thread (inherited by children
+    /// and kept across execve).
+    fn load_seccomp(&self, program: &SeccompProgram) -> Result<(), SysError>;
 }
 
 /// The real thing.
@@ -365,6 +370,26 @@ impl Sys for LinuxSys {
             .map(drop)
             .map_err(|e| SysError::new("setrlimit", resource, e))
     }
+
+    fn load_seccomp(&self, program: &SeccompProgram) -> Result<(), SysError> {
+        let what = |e| SysError::new("seccomp", format!("{} instructions", program.len()), e);
+        program.validate().map_err(|_| what(Errno::EINVAL))?;
+        let fprog = libc::sock_fprog {
+            len: program.len() as libc::c_ushort,
+            filter: program.filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: fprog points at `len` sock_filter structs (8 bytes each,
+        // checked above) that outlive the call; the kernel copies them.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                program.flags as libc::c_ulong,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        Errno::result(r).map(drop).map_err(what)
+    }
 }
 
 /// Joins `path` under `root` like filepath-securejoin: each symlink met on
@@ -572,6 +597,9 @@ impl Sys for FakeSys {
     }
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> Result<(), SysError> {
         self.record(format!("setrlimit {resource} {soft} {hard}"))
+    }
+    fn load_seccomp(&self, program: &SeccompProgram) -> Result<(), SysError> {
+        self.record(format!("seccomp {} flags {}", program.len(), program.flags))
     }
 }
 

@@ -18,13 +18,18 @@
 //! kernel makes them): a missing one is an error naming it, never a file
 //! created by us.
 //!
+//! Device rules are the v1 devices controller's lists, and on v2 an eBPF
+//! program made from the same rules ([`device_filter`], through the
+//! [`bpf::BpfSys`] seam).
+//!
 //! Settings a host cannot apply are not silently dropped: `create` and
-//! `update` return them as human-readable notes (device filtering on v2,
-//! swappiness on v2, kernel memory on new kernels, ...) for the caller to
+//! `update` return them as human-readable notes (swappiness on v2, kernel memory on new kernels, ...) for the caller to
 //! log or warn about. [`Resources::validate`] should have warned about most
 //! of them already, in dockerd's words.
 
+pub mod bpf;
 mod cgroupfs;
+pub mod device_filter;
 pub mod resources;
 pub mod stats;
 mod v1;
@@ -85,6 +90,9 @@ pub enum CgroupError {
     Unsupported(String),
     #[error("timed out waiting for cgroup {path} to become {state}")]
     Timeout { path: String, state: &'static str },
+    /// The v2 device filter (an eBPF program) could not be set.
+    #[error("cannot set the device filter of cgroup {path}: {reason}")]
+    DeviceFilter { path: String, reason: String },
 }
 
 /// One container's cgroup. Methods take `&self`: a manager is only a path;

@@ -7,9 +7,11 @@ use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::bpf::{BpfSys, FakeBpf, LinuxBpf};
+use super::resources::default_device_rules;
 use super::*;
 
 const MB: i64 = 1024 * 1024;
@@ -50,6 +52,13 @@ fn fake_v2(rel: &str) -> (tempfile::TempDir, PathBuf) {
         populate(&dir);
     }
     (t, dir)
+}
+
+/// A v2 manager whose bpf(2) calls go to a recording fake.
+fn v2(root: &Path, rel: &str) -> (V2Manager, Arc<FakeBpf>) {
+    let bpf = Arc::new(FakeBpf::default());
+    let m = V2Manager::new(root, rel).unwrap().with_bpf(bpf.clone());
+    (m, bpf)
 }
 
 fn populate(dir: &Path) {
@@ -128,8 +137,12 @@ fn picks_the_version_by_filesystem() {
 #[test]
 fn v2_create_writes_every_field() {
     let (t, dir) = fake_v2("mydocker/c1");
-    let m = V2Manager::new(t.path(), "mydocker/c1").unwrap();
+    let (m, bpf) = v2(t.path(), "mydocker/c1");
     let notes = m.create(&full_resources()).unwrap();
+    // The device rules (dockerd's, then DeviceCgroupRules) as one eBPF
+    // program on the container's cgroup.
+    let rules = device_rules(&full_resources()).unwrap();
+    assert_eq!(bpf.attached_to(&dir), [device_filter::program(&rules)]);
 
     assert_eq!(read(&dir, "cpu.weight"), "39");
     assert_eq!(read(&dir, "cpu.max"), "150000 100000");
@@ -157,21 +170,43 @@ fn v2_create_writes_every_field() {
 
     // What v2 cannot do is reported, not dropped silently.
     let joined = notes.join("\n");
-    for what in [
-        "MemorySwappiness",
-        "OomKillDisable",
-        "KernelMemoryTCP",
-        "device access rules",
-    ] {
+    for what in ["MemorySwappiness", "OomKillDisable", "KernelMemoryTCP"] {
         assert!(joined.contains(what), "{what} missing from {notes:?}");
     }
-    assert_eq!(notes.len(), 4, "{notes:?}");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+
+    // Created again (a cgroup reused): the program is replaced, and a
+    // privileged container gets none.
+    m.create(&Resources::default()).unwrap();
+    assert_eq!(
+        bpf.attached_to(&dir),
+        [device_filter::program(&default_device_rules())]
+    );
+    m.create(&Resources {
+        allow_all_devices: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(bpf.attached_to(&dir).is_empty());
+    // An update leaves the device rules alone.
+    m.update(&Resources {
+        memory: 32 * MB,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        bpf.calls()
+            .iter()
+            .filter(|c| c.starts_with("query"))
+            .count(),
+        3
+    );
 }
 
 #[test]
 fn v2_update_changes_live_values() {
     let (t, dir) = fake_v2("c2");
-    let m = V2Manager::new(t.path(), "c2").unwrap();
+    let (m, _) = v2(t.path(), "c2");
     let current = Resources {
         memory: 64 * MB,
         memory_swap: 128 * MB,
@@ -210,7 +245,7 @@ fn v2_update_changes_live_values() {
     .unwrap();
     assert_eq!(read(&dir, "cpu.max"), "max 100000");
 
-    let gone = V2Manager::new(t.path(), "nope").unwrap();
+    let (gone, _) = v2(t.path(), "nope");
     assert!(matches!(
         gone.update(&merged),
         Err(CgroupError::NotFound(_))
@@ -220,7 +255,7 @@ fn v2_update_changes_live_values() {
 #[test]
 fn v2_freeze_and_thaw() {
     let (t, dir) = fake_v2("c3");
-    let m = V2Manager::new(t.path(), "c3").unwrap();
+    let (m, _) = v2(t.path(), "c3");
     m.create(&Resources::default()).unwrap();
     // Play the kernel: it reports the state in cgroup.events.
     fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
@@ -231,7 +266,7 @@ fn v2_freeze_and_thaw() {
     assert_eq!(read(&dir, "cgroup.freeze"), "0");
 
     // Without cgroup.freeze (no such cgroup), nothing is written anywhere.
-    let missing = V2Manager::new(t.path(), "absent").unwrap();
+    let (missing, _) = v2(t.path(), "absent");
     assert!(matches!(
         missing.freeze(),
         Err(CgroupError::MissingFile { .. })
@@ -242,7 +277,7 @@ fn v2_freeze_and_thaw() {
 #[test]
 fn v2_stats_pids_oom_and_remove() {
     let (t, dir) = fake_v2("c4");
-    let m = V2Manager::new(t.path(), "c4").unwrap();
+    let (m, _) = v2(t.path(), "c4");
     m.create(&Resources {
         memory: 64 * MB,
         ..Default::default()
@@ -289,7 +324,7 @@ fn v2_stats_pids_oom_and_remove() {
 #[test]
 fn v2_add_task_writes_cgroup_procs() {
     let (t, dir) = fake_v2("c5");
-    let m = V2Manager::new(t.path(), "c5").unwrap();
+    let (m, _) = v2(t.path(), "c5");
     m.create(&Resources::default()).unwrap();
     m.add_task(4242).unwrap();
     assert_eq!(read(&dir, "cgroup.procs"), "4242");
@@ -301,7 +336,7 @@ fn v2_add_task_writes_cgroup_procs() {
 fn v2_without_swap_accounting_says_so() {
     let (t, dir) = fake_v2("c6");
     fs::remove_file(dir.join("memory.swap.max")).unwrap();
-    let m = V2Manager::new(t.path(), "c6").unwrap();
+    let (m, _) = v2(t.path(), "c6");
     let notes = m
         .create(&Resources {
             memory: 64 * MB,
@@ -320,7 +355,7 @@ fn v2_failed_create_leaves_nothing() {
     let (t, _) = fake_v2("existing");
     // New directories get no interface files in a fake tree, so the first
     // write fails like a kernel without the memory controller would.
-    let m = V2Manager::new(t.path(), "mydocker/fresh").unwrap();
+    let (m, _) = v2(t.path(), "mydocker/fresh");
     let e = m
         .create(&Resources {
             memory: 64 * MB,
@@ -334,7 +369,7 @@ fn v2_failed_create_leaves_nothing() {
     assert!(!t.path().join("mydocker").exists());
 
     // Bad device rules are refused on v2 as well, and cleaned up after.
-    let m = V2Manager::new(t.path(), "mydocker/bad").unwrap();
+    let (m, _) = v2(t.path(), "mydocker/bad");
     let e = m
         .create(&Resources {
             device_cgroup_rules: vec!["c 1:3 rwx".into()],
@@ -348,7 +383,7 @@ fn v2_failed_create_leaves_nothing() {
     assert!(!t.path().join("mydocker").exists());
 
     // An existing directory is reused and kept on failure.
-    let m = V2Manager::new(t.path(), "existing").unwrap();
+    let (m, _) = v2(t.path(), "existing");
     let e = m.create(&Resources {
         cpu_shares: -1,
         ..Default::default()
@@ -778,6 +813,155 @@ fn v1_live_failed_create_leaves_nothing() {
     for (d, _) in cg.mgr.all_dirs() {
         assert!(!d.parent().unwrap().exists(), "{}", d.display());
     }
+}
+
+// ---------------------------------------------------------------------------
+// cgroup v2 device filter, live
+
+/// The host's cgroup2 mount (`/sys/fs/cgroup` on a v2 host, often
+/// `/sys/fs/cgroup/unified` on a hybrid one).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+}
+
+/// A live v2 test cgroup and the processes in it; dropping it (also on a
+/// failed assertion) kills them and removes the cgroup, which releases
+/// the attached programs.
+struct LiveV2 {
+    mgr: V2Manager,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Drop for LiveV2 {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for _ in 0..100 {
+            if fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl LiveV2 {
+    /// Runs `script` with sh in the cgroup: the child is moved in while
+    /// it waits on its stdin, then let go. Its stdout and stderr.
+    fn run(&mut self, script: &str) -> (String, String) {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", &format!("read go; {script}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id() as i32;
+        let mut stdin = child.stdin.take().expect("stdin");
+        self.children.push(child);
+        self.mgr
+            .add_task(pid)
+            .expect("move the child into the cgroup");
+        assert!(self.mgr.pids().unwrap().contains(&pid));
+        writeln!(stdin, "go").expect("let the child go");
+        drop(stdin);
+        let child = self.children.pop().expect("child");
+        let out = child.wait_with_output().expect("wait");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn attached(&self) -> usize {
+        let f = fs::File::open(&self.dir).unwrap();
+        LinuxBpf
+            .attached_device_programs(std::os::fd::AsFd::as_fd(&f))
+            .unwrap()
+            .len()
+    }
+}
+
+#[test]
+fn v2_live_device_filter() {
+    let _serial = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping the live cgroup v2 device filter test: not root");
+        return;
+    }
+    let Some(root) = cgroup2_mount() else {
+        eprintln!("skipping the live cgroup v2 device filter test: no cgroup2 mount");
+        return;
+    };
+    let name = format!(
+        "{TEST_PREFIX}{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mgr = V2Manager::new(&root, &name).unwrap();
+    fs::create_dir(root.join(&name)).expect("make the test cgroup");
+    let mut cg = LiveV2 {
+        mgr,
+        dir: root.join(&name),
+        children: Vec::new(),
+    };
+    let open_both = ": < /dev/null && echo null-ok; : < /dev/zero && echo zero-ok";
+
+    // Deny everything but /dev/null read-write.
+    let rules = [
+        DeviceRule {
+            allow: false,
+            kind: 'a',
+            major: None,
+            minor: None,
+            read: true,
+            write: true,
+            mknod: true,
+        },
+        DeviceRule {
+            mknod: false,
+            ..DeviceRule::allow_char(1, Some(3))
+        },
+    ];
+    device_filter::set(&LinuxBpf, &cg.dir, Some(&rules)).expect("attach");
+    assert_eq!(cg.attached(), 1);
+    let (out, err) = cg.run(open_both);
+    assert_eq!(out, "null-ok\n", "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("Operation not permitted"),
+        "{err}"
+    );
+
+    // Replaced by dockerd's defaults through the manager: /dev/zero opens,
+    // /dev/kmsg (1:11) does not, and one program is attached.
+    cg.mgr
+        .create(&Resources::default())
+        .expect("create over it");
+    assert_eq!(cg.attached(), 1);
+    let (out, err) = cg.run(&format!("{open_both}; : < /dev/kmsg && echo kmsg-ok"));
+    assert_eq!(out, "null-ok\nzero-ok\n", "{err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+
+    // Privileged: no program, everything opens.
+    cg.mgr
+        .create(&Resources {
+            allow_all_devices: true,
+            ..Default::default()
+        })
+        .expect("allow all");
+    assert_eq!(cg.attached(), 0);
+    let (out, err) = cg.run(&format!("{open_both}; : < /dev/kmsg && echo kmsg-ok"));
+    assert_eq!(out, "null-ok\nzero-ok\nkmsg-ok\n", "{err}");
+    drop(cg);
+    assert!(!root.join(&name).exists(), "the test cgroup is gone");
 }
 
 #[test]

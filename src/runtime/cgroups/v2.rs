@@ -2,11 +2,12 @@
 //!
 //! Docker's v1-shaped settings are converted as runc converts them: shares
 //! to `cpu.weight`, memory+swap to `memory.swap.max`, blkio weights to
-//! `io.weight` (or BFQ's `io.bfq.weight`). Device rules are checked but not
-//! enforced (that needs an eBPF program) and reported as such.
+//! `io.weight` (or BFQ's `io.bfq.weight`). Device rules become an eBPF
+//! program attached to the cgroup ([`super::device_filter`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cgroups_rs::fs::blkio::BlkIoController;
 use cgroups_rs::fs::cpu::CpuController;
@@ -17,6 +18,7 @@ use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::Controller;
 use cgroups_rs::CgroupPid;
 
+use super::bpf::{BpfSys, LinuxBpf};
 use super::*;
 
 /// The controllers enabled for a container's subtree on v2.
@@ -27,6 +29,8 @@ const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
 pub struct V2Manager {
     root: PathBuf,
     rel: PathBuf,
+    /// Loads and attaches the device filter.
+    bpf: Arc<dyn BpfSys>,
 }
 
 impl V2Manager {
@@ -34,7 +38,14 @@ impl V2Manager {
         Ok(V2Manager {
             root: root.as_ref().to_path_buf(),
             rel: clean_relative(relative)?,
+            bpf: Arc::new(LinuxBpf),
         })
+    }
+
+    /// The same manager with other `bpf(2)` calls (a fake in tests).
+    pub fn with_bpf(mut self, bpf: Arc<dyn BpfSys>) -> V2Manager {
+        self.bpf = bpf;
+        self
     }
 
     fn dir(&self) -> PathBuf {
@@ -233,12 +244,10 @@ impl CgroupManager for V2Manager {
         }
         self.apply_io(&dir, res)?;
         if creating {
-            // Checked although not enforced, so bad rules fail alike on both
-            // versions.
-            device_rules(res)?;
-            if !res.allow_all_devices {
-                notes.add("device access rules (the default allow-list, Devices, DeviceCgroupRules) are not enforced on cgroup v2: eBPF device filtering is not implemented");
-            }
+            // Privileged: no filter (and none left from a cgroup reused).
+            let rules = device_rules(res)?;
+            let filter = (!res.allow_all_devices).then_some(rules.as_slice());
+            device_filter::set(self.bpf.as_ref(), &dir, filter)?;
         }
         Ok(notes.0)
     }
